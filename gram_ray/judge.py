@@ -1,0 +1,218 @@
+"""The GRAM judge: templates, verdict tokens and the scoring rule.
+
+This is the single source of truth that training, evaluation and serving import. The verdict
+template is the one the released GRAM checkpoints were trained with (NiuTrans/GRAM), so a released
+checkpoint such as ``wangclnlp/GRAM-Qwen3-1.7B-RewardModel`` works unchanged: the template fills the
+user turn, the model's chat template is applied with a generation prompt, and the reward is the
+probability of the first assistant token being "A" rather than "B".
+
+Conventions used everywhere in gram-ray:
+
+* ``p_ab``: probability that ``response_a`` is better, judged with A shown first (order a, b).
+* ``p_ba``: probability that ``response_a`` is better, judged with the two swapped (order b, a):
+  there ``response_a`` sits in position B, so ``p_ba`` is the verdict probability of "B".
+* ``p_a_better``: the mean of the two (or ``p_ab`` alone with ``orders="ab"``). Averaging both
+  orders cancels the judge's position bias.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+VERDICTS: tuple[str, str] = ("A", "B")
+"""The two verdict tokens, in the order of the two-row head: index 0 means "A is better"."""
+
+Orders = Literal["both", "ab"]
+ORDERS: tuple[str, ...] = ("both", "ab")
+
+JUDGE_INSTRUCTION = (
+    "Please act as an impartial judge and evaluate the quality of the responses provided by two AI "
+    "assistants to the user question displayed below. You should choose the assistant that follows "
+    "the user's instructions and answers the user's question better.\n"
+    "Your evaluation should consider factors such as the helpfulness, relevance, accuracy, depth, "
+    "creativity, and level of detail of their responses. Avoid any position biases and ensure that "
+    "the order in which the responses were presented does not influence your decision. Do not allow "
+    "the length of the responses to influence your evaluation. Do not favor certain names of the "
+    "assistants. Be as objective as possible.\n"
+    'Please directly output your final verdict by strictly following this format: "A" if assistant '
+    'A is better, "B" if assistant B is better.'
+)
+
+QUESTION_BLOCK = "[User Question]\n{question}\n\n"
+ANSWERS_BLOCK = (
+    "[The Start of Assistant A's Answer]\n{response_a}\n[The End of Assistant A's Answer]\n\n"
+    "[The Start of Assistant B's Answer]\n{response_b}\n[The End of Assistant B's Answer]"
+)
+
+VERDICT_TEMPLATE = JUDGE_INSTRUCTION + "\n\n" + QUESTION_BLOCK + ANSWERS_BLOCK + "\n\n#Preferred: "
+"""Stage-2 (fine-tuning) and inference prompt; the verdict token is the model's next token."""
+
+PRETRAIN_PROMPT_TEMPLATE = QUESTION_BLOCK
+PRETRAIN_TARGET_TEMPLATE = ANSWERS_BLOCK
+"""Stage-1 (pre-training) pair: the model reads the question and generates both answers."""
+
+REASONING_INSTRUCTION = (
+    "Please act as an impartial judge and evaluate the quality of the responses provided by two AI "
+    "assistants to the user question displayed below. You should choose the assistant that follows "
+    "the user's instructions and answers the user's question better. Avoid any position biases, do "
+    "not let the length of the responses or the names of the assistants influence you, and be as "
+    "objective as possible.\n"
+    "First reason inside <think> and </think>: give brief feedback on each response, compare them, "
+    "and draw a conclusion. Then output your final verdict by strictly following this format: "
+    "<answer>A</answer> if assistant A is better, <answer>B</answer> if assistant B is better."
+)
+REASONING_TEMPLATE = REASONING_INSTRUCTION + "\n\n" + QUESTION_BLOCK + ANSWERS_BLOCK
+"""GRAM-R² reasoning judge prompt: the model writes ``<think>rationale</think><answer>X</answer>``."""
+
+REASONING_TARGET_TEMPLATE = "<think>\n{rationale}\n</think>\n<answer>{verdict}</answer>"
+
+
+# ----------------------------------------------------------------------------------------------
+# Prompts: plain strings or chat messages
+# ----------------------------------------------------------------------------------------------
+
+Prompt = str | Sequence[Mapping[str, str]]
+
+_ROLE_NAMES = {"user": "Human", "human": "Human", "assistant": "Assistant", "system": "System"}
+
+
+def render_question(prompt: Prompt) -> str:
+    """Render a prompt (a string or a list of ``{"role", "content"}`` messages) as the question text.
+
+    A single user message is its content. A multi-turn conversation becomes a transcript in the
+    ``Human: …\\n\\nAssistant: …`` form, the same form as the multi-turn training data
+    (hh-rlhf), so that serving renders conversations exactly as training saw them.
+    """
+    if isinstance(prompt, str):
+        return prompt
+    messages = list(prompt)
+    if not messages:
+        raise ValueError("prompt: empty list of messages")
+    for i, message in enumerate(messages):
+        if "content" not in message or not isinstance(message["content"], str):
+            raise ValueError(f"prompt[{i}].content: missing or not a string")
+        role = message.get("role", "user")
+        if role not in _ROLE_NAMES:
+            raise ValueError(f"prompt[{i}].role: unknown role {role!r} (use user, assistant or system)")
+    if len(messages) == 1 and messages[0].get("role", "user") in ("user", "human"):
+        return messages[0]["content"]
+    return "\n\n".join(f"{_ROLE_NAMES[m.get('role', 'user')]}: {m['content']}" for m in messages)
+
+
+def verdict_content(question: str, response_a: str, response_b: str) -> str:
+    """The user-turn text of the verdict prompt."""
+    return VERDICT_TEMPLATE.format(question=question, response_a=response_a, response_b=response_b)
+
+
+def reasoning_content(question: str, response_a: str, response_b: str) -> str:
+    """The user-turn text of the GRAM-R² reasoning prompt."""
+    return REASONING_TEMPLATE.format(question=question, response_a=response_a, response_b=response_b)
+
+
+def reasoning_target(rationale: str, verdict: str) -> str:
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    return REASONING_TARGET_TEMPLATE.format(rationale=rationale.strip(), verdict=verdict)
+
+
+def pretrain_texts(question: str, response_a: str, response_b: str) -> tuple[str, str]:
+    """(prompt, target) of a stage-1 example; the loss covers the target (the two answers) only."""
+    return (
+        PRETRAIN_PROMPT_TEMPLATE.format(question=question),
+        PRETRAIN_TARGET_TEMPLATE.format(response_a=response_a, response_b=response_b),
+    )
+
+
+def chat_prompt(tokenizer: Any, content: str) -> str:
+    """Wrap a user-turn ``content`` in the model's chat template, ending with the generation prompt.
+
+    Qwen3-style templates take ``enable_thinking``; it is turned off so that the verdict is the first
+    assistant token, as in the released GRAM checkpoints. A tokenizer without a chat template (a
+    plain base model) gets the content as it is.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        return content
+    messages = [{"role": "user", "content": content}]
+    kwargs: dict[str, Any] = {"tokenize": False, "add_generation_prompt": True}
+    if "enable_thinking" in tokenizer.chat_template:
+        kwargs["enable_thinking"] = False
+    return tokenizer.apply_chat_template(messages, **kwargs)
+
+
+def uses_chat_template(tokenizer: Any) -> bool:
+    """Whether :func:`chat_prompt` output already carries the special tokens (BOS etc.)."""
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+# ----------------------------------------------------------------------------------------------
+# Verdict tokens
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerdictTokens:
+    """Token ids of "A" and "B" for one tokenizer, looked up once."""
+
+    a: int
+    b: int
+
+    @property
+    def ids(self) -> list[int]:
+        return [self.a, self.b]
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: Any) -> VerdictTokens:
+        ids = []
+        for verdict in VERDICTS:
+            encoded = tokenizer(verdict, add_special_tokens=False)["input_ids"]
+            if len(encoded) != 1:
+                raise ValueError(
+                    f"verdict {verdict!r} is not a single token for this tokenizer (got ids {encoded}); "
+                    "GRAM needs single-token verdicts"
+                )
+            ids.append(int(encoded[0]))
+        if ids[0] == ids[1]:
+            raise ValueError(f"verdicts A and B map to the same token id {ids[0]}")
+        return cls(a=ids[0], b=ids[1])
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring rule
+# ----------------------------------------------------------------------------------------------
+
+
+def combine_orders(p_ab: float, p_ba: float | None) -> float:
+    """``p_a_better`` from the per-order probabilities (both in "response_a is better" terms)."""
+    return p_ab if p_ba is None else 0.5 * (p_ab + p_ba)
+
+
+def log_odds(p: float, eps: float = 1e-6) -> float:
+    """The reward used for RL: log(p / (1 - p)), clipped away from ±inf."""
+    p = min(max(p, eps), 1.0 - eps)
+    return math.log(p) - math.log1p(-p)
+
+
+# ----------------------------------------------------------------------------------------------
+# GRAM-R² answers
+# ----------------------------------------------------------------------------------------------
+
+_ANSWER_RE = re.compile(r"<answer>\s*\(?\s*(?:Assistant\s+)?([AB])\s*\)?\s*</answer>", re.IGNORECASE)
+
+
+def parse_answer(text: str) -> str | None:
+    """The verdict ("A"/"B") of a reasoning output, or None when none can be read.
+
+    The last well-formed ``<answer>X</answer>`` wins (a model may quote the format inside its
+    reasoning before answering). Text after ``</think>`` is searched first so that an answer tag
+    echoed inside the rationale does not override the real one.
+    """
+    tail = text.rsplit("</think>", 1)[-1] if "</think>" in text else text
+    for scope in (tail, text):
+        matches = _ANSWER_RE.findall(scope)
+        if matches:
+            return matches[-1].upper()
+    return None

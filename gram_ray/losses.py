@@ -1,0 +1,68 @@
+"""Losses as pure tensor functions (no model, no trainer)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def verdict_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    label_smoothing: float = 0.1,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """GRAM's stage-2 loss: cross-entropy over the two verdict logits with label smoothing.
+
+    Args:
+        logits: ``[N, 2]`` logits of the tokens "A" and "B" at the verdict position.
+        target: either hard labels ``[N]`` (integer: 0 = "A is better", 1 = "B is better") or soft
+            labels ``[N]`` (floating point: ``prob_a``, the probability that A is better).
+        label_smoothing: ε; the target distribution becomes ``(1-ε)·q + ε/2`` on each token.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Why this is a regularized Bradley-Terry loss: write ``l = logit_A - logit_B`` (the reward margin
+    ``r(A) - r(B)``), so ``p_A = σ(l)``. For a hard label "A" the smoothed cross-entropy is
+
+        -(1 - ε/2)·log σ(l) - (ε/2)·log σ(-l)
+          = -log σ(l) + (ε/2)·l                    (using log σ(-l) = log σ(l) - l)
+
+    i.e. the Bradley-Terry loss ``-log σ(r_w - r_l)`` plus a linear penalty ``(ε/2)·(r_w - r_l)`` on
+    the margin. Plain BT keeps pushing the margin to infinity; the penalty makes the optimum finite,
+    at ``σ(l) = 1 - ε/2`` (margin ``log((2 - ε)/ε)``), which is what keeps GRAM's probabilities
+    calibrated.
+    """
+    if logits.ndim != 2 or logits.shape[-1] != 2:
+        raise ValueError(f"logits must have shape [N, 2], got {tuple(logits.shape)}")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    if target.is_floating_point():
+        q_a = target.to(log_p.dtype)
+        q = torch.stack([q_a, 1.0 - q_a], dim=-1)
+    else:
+        q = F.one_hot(target.long(), num_classes=2).to(log_p.dtype)
+    q = (1.0 - label_smoothing) * q + label_smoothing / 2.0
+    loss = -(q * log_p).sum(dim=-1)
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"unknown reduction {reduction!r}")
+
+
+def bradley_terry_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor) -> torch.Tensor:
+    """Discriminative baseline: ``-log σ(r_chosen - r_rejected)``, averaged."""
+    return -F.logsigmoid(reward_chosen.float() - reward_rejected.float()).mean()
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Next-token cross-entropy where ``labels`` already holds ``ignore_index`` on prompt tokens.
+
+    ``logits[:, t]`` predicts ``labels[:, t + 1]`` (labels are the input ids, not pre-shifted).
+    """
+    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    shift_labels = labels[:, 1:].reshape(-1)
+    return F.cross_entropy(shift_logits, shift_labels, ignore_index=ignore_index)

@@ -1,0 +1,339 @@
+"""The GRAM scorer: ``p(A better)`` for a batch of (prompt, response_a, response_b).
+
+How it stays fast without changing the answer:
+
+* Only the last position goes through the head, and only the two verdict rows of the lm_head
+  (see :mod:`gram_ray.head`); no full-vocabulary logits are ever materialized.
+* Sequences (each pair in each order) are sorted by length and packed under a token budget
+  (``max_batch_tokens`` counts padded tokens), so padding is small; results return in input order.
+  Right padding keeps every real token at its true position, so batched equals one-at-a-time.
+* The judge instruction (and the chat template's system turn) is the same for every sequence: its
+  key/value cache is computed once and shared by every batch (``share_prefix``), so each sequence
+  only runs its own question and answers through the model.
+* bf16 where the device supports it, flash-attention 2 on CUDA when installed, else SDPA.
+
+Truncation keeps the beginning of the question and of each response at a token budget; it is
+counted per pair and in :attr:`GramScorer.stats`, and never drops an example.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from gram_ray import judge
+from gram_ray.head import decoder_of, last_token_hidden, verdict_logits, verdict_rows
+from gram_ray.judge import Orders, Prompt, VerdictTokens
+from gram_ray.models import (
+    Dtype,
+    ModelSource,
+    load_causal_lm,
+    load_tokenizer,
+    resolve_attn_implementation,
+    resolve_device,
+    resolve_dtype,
+    resolve_model,
+)
+
+logger = logging.getLogger(__name__)
+
+_SENTINEL = "\u2063GRAM_QUESTION\u2063"
+
+
+class ScorerConfig(BaseModel):
+    """How a scorer loads its model and batches its work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("default", description="model spec: default, smollm2-135m, a directory, a .gguf file or a hub id")
+    dtype: Dtype = Field("auto", description="auto = bf16 on CUDA / bf16-capable CPUs, else fp32")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
+    device_map: str | None = Field(None, description="e.g. 'auto' to spread one replica over all visible GPUs")
+    attn_implementation: str = Field("auto", description="auto = flash_attention_2 on CUDA if installed, else sdpa")
+    trust_remote_code: bool = False
+    max_prompt_tokens: int = Field(1024, gt=0, description="question budget; longer questions keep their start")
+    max_response_tokens: int = Field(1024, gt=0, description="per-response budget; longer responses keep their start")
+    max_batch_tokens: int = Field(16384, gt=0, description="padded tokens per forward pass")
+    max_batch_size: int = Field(64, gt=0, description="sequences per forward pass")
+    orders: Orders = "both"
+    share_prefix: bool = Field(True, description="compute the judge instruction's KV cache once")
+
+
+@dataclass(frozen=True)
+class Pair:
+    prompt: Prompt
+    response_a: str
+    response_b: str
+
+
+@dataclass(frozen=True)
+class Truncation:
+    prompt: bool = False
+    response_a: bool = False
+    response_b: bool = False
+
+    @property
+    def any(self) -> bool:
+        return self.prompt or self.response_a or self.response_b
+
+
+@dataclass(frozen=True)
+class PairScore:
+    p_a_better: float
+    p_ab: float
+    p_ba: float | None
+    truncated: Truncation = field(default_factory=Truncation)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "p_a_better": self.p_a_better,
+            "p_ab": self.p_ab,
+            "p_ba": self.p_ba,
+            "truncated": {k: getattr(self.truncated, k) for k in ("prompt", "response_a", "response_b")},
+        }
+
+
+@dataclass
+class ScorerStats:
+    pairs: int = 0
+    sequences: int = 0
+    batches: int = 0
+    padded_tokens: int = 0
+    real_tokens: int = 0
+    truncated_prompts: int = 0
+    truncated_responses: int = 0
+
+
+def pack_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches, longest first, each under the padded-token budget.
+
+    A sequence longer than the budget still gets a batch of its own (never dropped).
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        # Sorted descending: the first member of a batch sets its padded length.
+        width = lengths[current[0]] if current else lengths[i]
+        if current and ((len(current) + 1) * width > max_batch_tokens or len(current) >= max_batch_size):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class GramScorer:
+    """Scores pairs with a generative reward model. Thread-compatible, not thread-safe."""
+
+    def __init__(self, model: Any, tokenizer: Any, config: ScorerConfig | None = None, source: ModelSource | None = None):
+        self.config = config or ScorerConfig()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.source = source
+        self.tokens = VerdictTokens.from_tokenizer(tokenizer)
+        self.stats = ScorerStats()
+        self._decoder = decoder_of(model)
+        weight, bias = verdict_rows(model, self.tokens.ids)
+        # Detached fp32 copies: scoring never needs gradients, and fp32 keeps the margin exact.
+        self._weight = weight.detach().float().clone()
+        self._bias = None if bias is None else bias.detach().float().clone()
+        self._add_special = not judge.uses_chat_template(tokenizer)
+        self._prefix_ids: list[int] = []
+        self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        if self.config.share_prefix and self._prefix_sharing_supported():
+            self._prefix_ids = self._common_prefix_ids()
+
+    @classmethod
+    def from_config(cls, config: ScorerConfig) -> GramScorer:
+        source = resolve_model(config.model)
+        device = resolve_device(config.device)
+        dtype = resolve_dtype(config.dtype, device)
+        model = load_causal_lm(
+            source,
+            dtype=dtype,
+            device=None if config.device_map else device,
+            attn_implementation=resolve_attn_implementation(config.attn_implementation, device, dtype),
+            device_map=config.device_map,
+            trust_remote_code=config.trust_remote_code,
+        )
+        tokenizer = load_tokenizer(source, trust_remote_code=config.trust_remote_code)
+        return cls(model, tokenizer, config, source)
+
+    # ------------------------------------------------------------------------------------------
+    # Public API
+    # ------------------------------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        described = self.source.describe() if self.source else {"spec": None}
+        return {
+            **described,
+            "verdict_tokens": {"A": self.tokens.a, "B": self.tokens.b},
+            "max_prompt_tokens": self.config.max_prompt_tokens,
+            "max_response_tokens": self.config.max_response_tokens,
+            "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
+            "device": str(self.input_device),
+            "shared_prefix_tokens": len(self._prefix_ids),
+        }
+
+    @property
+    def input_device(self) -> torch.device:
+        return self._decoder.get_input_embeddings().weight.device
+
+    @torch.inference_mode()
+    def score(self, pairs: Sequence[Pair], orders: Orders | None = None) -> list[PairScore]:
+        """Score ``pairs``; results are in input order."""
+        orders = orders or self.config.orders
+        if orders not in judge.ORDERS:
+            raise ValueError(f"orders: unknown value {orders!r} (both, ab)")
+        if not pairs:
+            return []
+        texts, truncations = self._truncate(pairs)
+        sequences: list[list[int]] = []
+        for question, a, b in texts:
+            sequences.append(self._encode(question, a, b))
+            if orders == "both":
+                sequences.append(self._encode(question, b, a))
+        p_first = self.verdict_probabilities(sequences)
+        results = []
+        step = 2 if orders == "both" else 1
+        for i, truncation in enumerate(truncations):
+            p_ab = p_first[step * i]
+            p_ba = 1.0 - p_first[step * i + 1] if orders == "both" else None
+            results.append(PairScore(judge.combine_orders(p_ab, p_ba), p_ab, p_ba, truncation))
+        self.stats.pairs += len(pairs)
+        return results
+
+    def verdict_probabilities(self, sequences: Sequence[Sequence[int]]) -> list[float]:
+        """P("A") over {"A", "B"} at the end of each token sequence, in input order."""
+        logits = self.verdict_logits(sequences)
+        return torch.softmax(logits, dim=-1)[:, 0].tolist()
+
+    @torch.inference_mode()
+    def verdict_logits(self, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
+        """``[N, 2]`` fp32 logits of "A" and "B" after each sequence, in input order."""
+        out = torch.empty(len(sequences), 2, dtype=torch.float32)
+        use_prefix = [self._has_prefix(s) for s in sequences]
+        for with_prefix in (True, False):
+            idx = [i for i, u in enumerate(use_prefix) if u == with_prefix]
+            if not idx:
+                continue
+            skip = len(self._prefix_ids) if with_prefix else 0
+            rows = [list(sequences[i][skip:]) for i in idx]
+            for batch in pack_batches([len(r) for r in rows], self._token_budget(skip), self.config.max_batch_size):
+                logits = self._forward([rows[j] for j in batch], with_prefix)
+                out[torch.tensor([idx[j] for j in batch])] = logits.cpu()
+        self.stats.sequences += len(sequences)
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    # Encoding
+    # ------------------------------------------------------------------------------------------
+
+    def _truncate(self, pairs: Sequence[Pair]) -> tuple[list[tuple[str, str, str]], list[Truncation]]:
+        questions = [judge.render_question(p.prompt) for p in pairs]
+        q_cut, q_flag = self.truncate_texts(questions, self.config.max_prompt_tokens)
+        r_cut, r_flag = self.truncate_texts(
+            [p.response_a for p in pairs] + [p.response_b for p in pairs], self.config.max_response_tokens
+        )
+        n = len(pairs)
+        truncations = [Truncation(q_flag[i], r_flag[i], r_flag[n + i]) for i in range(n)]
+        self.stats.truncated_prompts += sum(q_flag)
+        self.stats.truncated_responses += sum(r_flag)
+        return list(zip(q_cut, r_cut[:n], r_cut[n:], strict=True)), truncations
+
+    def truncate_texts(self, texts: list[str], max_tokens: int) -> tuple[list[str], list[bool]]:
+        """Keep the first ``max_tokens`` tokens of each text (cut at a character offset)."""
+        encoded = self.tokenizer(
+            texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False
+        )
+        cut, flags = [], []
+        for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"], strict=True):
+            if len(ids) <= max_tokens:
+                cut.append(text)
+                flags.append(False)
+            else:
+                cut.append(text[: offsets[max_tokens - 1][1]])
+                flags.append(True)
+        return cut, flags
+
+    def _encode(self, question: str, response_a: str, response_b: str) -> list[int]:
+        text = judge.chat_prompt(self.tokenizer, judge.verdict_content(question, response_a, response_b))
+        return self.tokenizer(text, add_special_tokens=self._add_special)["input_ids"]
+
+    def encode(self, pair: Pair, order: str = "ab") -> list[int]:
+        """Token ids of one pair's verdict prompt in one order (``ab`` or ``ba``), untruncated."""
+        question = judge.render_question(pair.prompt)
+        if order == "ab":
+            return self._encode(question, pair.response_a, pair.response_b)
+        return self._encode(question, pair.response_b, pair.response_a)
+
+    # ------------------------------------------------------------------------------------------
+    # Shared prefix
+    # ------------------------------------------------------------------------------------------
+
+    def _prefix_sharing_supported(self) -> bool:
+        config = getattr(self.model, "config", None)
+        layer_types = getattr(config, "layer_types", None) or []
+        # Sliding-window layers keep only part of a long cache; stay on the plain path for them.
+        return not (getattr(config, "use_sliding_window", False) or any("sliding" in t for t in layer_types))
+
+    def _common_prefix_ids(self) -> list[int]:
+        text = judge.chat_prompt(self.tokenizer, judge.verdict_content(_SENTINEL, "", ""))
+        prefix = text[: text.index(_SENTINEL)]
+        ids = self.tokenizer(prefix, add_special_tokens=self._add_special)["input_ids"]
+        # The last token may merge with the question's first characters; leave it to the sequence.
+        return list(ids[:-1])
+
+    def _has_prefix(self, ids: Sequence[int]) -> bool:
+        p = len(self._prefix_ids)
+        return p > 0 and len(ids) > p and list(ids[:p]) == self._prefix_ids
+
+    def _token_budget(self, prefix_len: int) -> int:
+        # Attention over the shared prefix still costs per sequence: count it against the budget.
+        return max(self.config.max_batch_tokens - prefix_len, 1)
+
+    def _prefix_cache(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if self._prefix_kv is None:
+            ids = torch.tensor([self._prefix_ids], device=self.input_device)
+            out = self._decoder(input_ids=ids, use_cache=True)
+            cache = out.past_key_values
+            self._prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
+        return self._prefix_kv
+
+    # ------------------------------------------------------------------------------------------
+    # Forward
+    # ------------------------------------------------------------------------------------------
+
+    def _forward(self, rows: list[list[int]], with_prefix: bool) -> torch.Tensor:
+        device = self.input_device
+        lengths = torch.tensor([len(r) for r in rows])
+        width = int(lengths.max())
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        kwargs: dict[str, Any] = {}
+        if with_prefix:
+            from transformers import DynamicCache
+
+            p = len(self._prefix_ids)
+            kv = [(k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1)) for k, v in self._prefix_cache()]
+            kwargs["past_key_values"] = DynamicCache(ddp_cache_data=kv, config=self.model.config)
+            kwargs["position_ids"] = (torch.arange(width) + p).unsqueeze(0).expand(len(rows), -1).to(device)
+            mask = torch.cat([torch.ones((len(rows), p), dtype=torch.long), mask], dim=1)
+        hidden = self._decoder(
+            input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=with_prefix, **kwargs
+        ).last_hidden_state
+        self.stats.batches += 1
+        self.stats.padded_tokens += len(rows) * width
+        self.stats.real_tokens += int(lengths.sum())
+        return verdict_logits(last_token_hidden(hidden, lengths), self._weight, self._bias, self.model.config)
