@@ -1,0 +1,40 @@
+import json
+
+from gram_ray.cli import main
+
+
+def test_compare_prints_the_scores(tiny_model_dir, capsys):
+    assert main(["compare", "--model", str(tiny_model_dir), "--dtype", "float32", "--prompt", "2+2?", "--a", "4", "--b", "5"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"p_a_better", "p_ab", "p_ba", "truncated", "model"} <= set(out)
+    assert 0 <= out["p_a_better"] <= 1 and out["model"]["verdict_tokens"] == {"A": 49, "B": 50}
+
+
+def test_score_writes_every_row_in_order(tiny_model_dir, tmp_path, capsys):
+    rows = [{"id": i, "prompt": f"q{i}", "response_a": "a" * (i + 1), "response_b": "b", "label": "AB"[i % 2]} for i in range(5)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.jsonl"
+    assert main(["score", str(src), "--model", str(tiny_model_dir), "--dtype", "float32", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rows"] == 5 and summary["labeled"] == 5
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [w["id"] for w in written] == [0, 1, 2, 3, 4]
+    assert all({"p_a_better", "p_ab", "p_ba", "correct"} <= set(w) for w in written)
+
+
+def test_score_stops_on_a_malformed_row_with_its_line(tiny_model_dir, tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"prompt": "q", "response_a": "a", "response_b": "b"}\n{"prompt": "q", "response_a": "a"}\n')
+    out = tmp_path / "out.jsonl"
+    assert main(["score", str(src), "--model", str(tiny_model_dir), "--out", str(out)]) == 2
+    assert f"{src}:2: response_b: missing" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["score", str(src), "--model", str(tiny_model_dir), "--dtype", "float32", "--out", str(out), "--skip-bad-rows"]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 1
+    assert len(out.read_text().splitlines()) == 1
+
+
+def test_model_info_for_a_bad_spec_exits_2(capsys):
+    assert main(["model", "info", "nope"]) == 2
+    assert "not a known spec" in capsys.readouterr().err

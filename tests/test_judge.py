@@ -1,0 +1,96 @@
+import pytest
+
+from gram_ray import judge
+
+
+def test_verdict_template_is_the_released_gram_prompt():
+    text = judge.verdict_content("Q?", "ans a", "ans b")
+    assert text.startswith("Please act as an impartial judge")
+    assert "[User Question]\nQ?\n\n[The Start of Assistant A's Answer]\nans a\n[The End of Assistant A's Answer]" in text
+    assert "[The Start of Assistant B's Answer]\nans b\n[The End of Assistant B's Answer]\n\n#Preferred: " in text
+    assert text.endswith("#Preferred: ")
+
+
+def test_pretrain_texts_put_both_answers_in_the_target():
+    prompt, target = judge.pretrain_texts("Q?", "a", "b")
+    assert prompt == "[User Question]\nQ?\n\n"
+    assert target.startswith("[The Start of Assistant A's Answer]\na\n") and target.endswith("[The End of Assistant B's Answer]")
+
+
+def test_reasoning_template_round_trip():
+    content = judge.reasoning_content("Q?", "a", "b")
+    assert "<answer>A</answer>" in content and "<think>" in content
+    target = judge.reasoning_target("B is more accurate.", "B")
+    assert target == "<think>\nB is more accurate.\n</think>\n<answer>B</answer>"
+    assert judge.parse_answer(target) == "B"
+    with pytest.raises(ValueError):
+        judge.reasoning_target("x", "C")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("<think>x</think><answer>A</answer>", "A"),
+        ("<think>format: <answer>A</answer> or <answer>B</answer></think>\n<answer> B </answer>", "B"),
+        ("<answer>b</answer>", "B"),
+        ("<answer>Assistant A</answer>", "A"),
+        ("<think>unfinished", None),
+        ("<answer>C</answer>", None),
+        ("", None),
+    ],
+)
+def test_parse_answer(text, expected):
+    assert judge.parse_answer(text) == expected
+
+
+def test_render_question_single_and_multi_turn():
+    assert judge.render_question("hi") == "hi"
+    assert judge.render_question([{"role": "user", "content": "hi"}]) == "hi"
+    convo = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "bye"},
+    ]
+    assert judge.render_question(convo) == "Human: hi\n\nAssistant: hello\n\nHuman: bye"
+    with pytest.raises(ValueError, match=r"prompt\[0\].role"):
+        judge.render_question([{"role": "robot", "content": "x"}])
+    with pytest.raises(ValueError, match=r"prompt\[1\].content"):
+        judge.render_question([{"role": "user", "content": "x"}, {"role": "user"}])
+    with pytest.raises(ValueError, match="empty"):
+        judge.render_question([])
+
+
+def test_verdict_tokens_are_single_tokens(smol_tokenizer):
+    tokens = judge.VerdictTokens.from_tokenizer(smol_tokenizer)
+    assert smol_tokenizer.decode([tokens.a]) == "A" and smol_tokenizer.decode([tokens.b]) == "B"
+
+
+def test_verdict_tokens_reject_multi_token_verdicts():
+    def splitting_tokenizer(text, add_special_tokens=False):
+        return {"input_ids": [1, 2]}
+
+    with pytest.raises(ValueError, match="not a single token"):
+        judge.VerdictTokens.from_tokenizer(splitting_tokenizer)
+
+
+def test_chat_prompt_ends_with_the_generation_prompt(smol_tokenizer):
+    text = judge.chat_prompt(smol_tokenizer, judge.verdict_content("Q", "a", "b"))
+    assert text.endswith("#Preferred: <|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_chat_prompt_turns_thinking_off_for_qwen3_style_templates():
+    class Qwen3Like:
+        chat_template = "{% if enable_thinking is defined and not enable_thinking %}NOTHINK{% endif %}"
+
+        def apply_chat_template(self, messages, **kwargs):
+            return "NOTHINK" if kwargs.get("enable_thinking") is False else "THINK"
+
+    assert judge.chat_prompt(Qwen3Like(), "x") == "NOTHINK"
+
+
+def test_scoring_rule():
+    assert judge.combine_orders(0.8, 0.6) == pytest.approx(0.7)
+    assert judge.combine_orders(0.8, None) == 0.8
+    assert judge.log_odds(0.5) == pytest.approx(0.0)
+    assert judge.log_odds(0.75) == pytest.approx(1.0986122886681098)
+    assert judge.log_odds(1.0) < 20  # clipped, finite
