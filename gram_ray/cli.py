@@ -26,7 +26,7 @@ def _add_scorer_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--orders", default="both", choices=["both", "ab"], help="judge both orders and average (default) or A-B only")
     g.add_argument("--max-prompt-tokens", type=int, default=1024, help="question budget; longer questions keep their start")
     g.add_argument("--max-response-tokens", type=int, default=1024, help="per-response budget; longer ones keep their start")
-    g.add_argument("--max-batch-tokens", type=int, default=16384, help="padded tokens per forward pass")
+    g.add_argument("--max-batch-tokens", type=int, default=None, help="padded tokens per forward pass (default: 16384 on CUDA, 2048 on CPU)")
     g.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from a hub repo")
 
 

@@ -58,7 +58,9 @@ class ScorerConfig(BaseModel):
     trust_remote_code: bool = False
     max_prompt_tokens: int = Field(1024, gt=0, description="question budget; longer questions keep their start")
     max_response_tokens: int = Field(1024, gt=0, description="per-response budget; longer responses keep their start")
-    max_batch_tokens: int = Field(16384, gt=0, description="padded tokens per forward pass")
+    max_batch_tokens: int | None = Field(
+        None, gt=0, description="padded tokens per forward pass; None = 16384 on CUDA, 2048 on CPU"
+    )
     max_batch_size: int = Field(64, gt=0, description="sequences per forward pass")
     orders: Orders = "both"
     share_prefix: bool = Field(True, description="compute the judge instruction's KV cache once")
@@ -180,6 +182,7 @@ class GramScorer:
             "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch."),
             "device": str(self.input_device),
             "shared_prefix_tokens": len(self._prefix_ids),
+            "max_batch_tokens": self.max_batch_tokens,
         }
 
     @property
@@ -295,9 +298,18 @@ class GramScorer:
         p = len(self._prefix_ids)
         return p > 0 and len(ids) > p and list(ids[:p]) == self._prefix_ids
 
+    @property
+    def max_batch_tokens(self) -> int:
+        if self.config.max_batch_tokens is not None:
+            return self.config.max_batch_tokens
+        # On a CPU the matmuls are already large at one sequence, and padding plus masked attention
+        # make wide batches slower (measured: 2 sequences of ~700 tokens per batch beat 8); a GPU
+        # wants wide batches to fill its cores.
+        return 16384 if self.input_device.type == "cuda" else 2048
+
     def _token_budget(self, prefix_len: int) -> int:
         # Attention over the shared prefix still costs per sequence: count it against the budget.
-        return max(self.config.max_batch_tokens - prefix_len, 1)
+        return max(self.max_batch_tokens - prefix_len, 1)
 
     def _prefix_cache(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if self._prefix_kv is None:

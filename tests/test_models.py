@@ -7,7 +7,6 @@ import torch
 from gram_ray.models import (
     ModelSpecError,
     load_causal_lm,
-    load_tokenizer,
     resolve_attn_implementation,
     resolve_dtype,
     resolve_model,

