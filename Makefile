@@ -13,7 +13,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve demo test test-fast bench lint clean
+.PHONY: setup serve demo test test-fast bench lint proto clean
 
 setup: $(STAMP)
 
@@ -29,9 +29,9 @@ endif
 	$(VENV)/bin/gram-ray model prepare smollm2-135m >/dev/null
 	touch $(STAMP)
 
-# The main job. Until the Serve application lands (serve_configs/gram.yaml), a compare demo
-# with the default model.
-serve: demo
+# The main job: the reward service (gRPC on 127.0.0.1:50051, HTTP on 127.0.0.1:8000).
+serve: setup
+	$(VENV)/bin/serve run serve_configs/gram.yaml
 
 demo: setup
 	$(VENV)/bin/gram-ray compare --prompt "What is the capital of France?" \
@@ -45,9 +45,15 @@ test-fast: setup
 
 bench: setup
 	$(PY) benchmarks/score_speed.py
+	$(PY) benchmarks/serve_load.py
 
 lint: setup
 	$(VENV)/bin/ruff check gram_ray tests benchmarks
+
+# Regenerate the committed gRPC stubs from protos/ (tests/test_proto.py checks they match).
+proto: setup
+	$(PY) -m grpc_tools.protoc -Igram_ray/proto=protos/gram/v1 --python_out=. --grpc_python_out=. \
+		--pyi_out=. gram_ray/proto/gram.proto
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

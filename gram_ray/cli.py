@@ -4,6 +4,7 @@
     gram-ray score pairs.jsonl.gz --model default --out scores.jsonl
     gram-ray model prepare [SPEC]        # resolve (and convert GGUF) once, e.g. at set-up time
     gram-ray model info SPEC
+    gram-ray client health|compare|rank|reward [--address 127.0.0.1:50051] …
 """
 
 from __future__ import annotations
@@ -73,6 +74,68 @@ def cmd_model_prepare(args: argparse.Namespace) -> None:
     _print(resolve_model(args.spec).describe())
 
 
+def _client(args: argparse.Namespace) -> Any:
+    from gram_ray.client import GramClient
+
+    return GramClient(args.address, timeout_s=args.timeout)
+
+
+def cmd_client_health(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        _print(client.health())
+
+
+def cmd_client_compare(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        _print(client.compare_one(args.prompt, args.a, args.b, orders=args.orders))
+
+
+def cmd_client_rank(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        _print(client.rank(args.prompt, args.responses, strategy=args.strategy, orders=args.orders))
+
+
+def cmd_client_reward(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        (reward,) = client.reward([args.prompt], [args.response], references=[args.reference], orders=args.orders)
+        _print({"reward": reward})
+
+
+def _add_client_parsers(sub: Any) -> None:
+    from gram_ray.client import DEFAULT_ADDRESS
+
+    p = sub.add_parser("client", help="call a running reward service over gRPC")
+    csub = p.add_subparsers(dest="client_command", required=True)
+
+    def common(q: argparse.ArgumentParser, orders: bool = True) -> None:
+        q.add_argument("--address", default=DEFAULT_ADDRESS, help=f"HOST:PORT of the service (default {DEFAULT_ADDRESS}, as serve_configs/gram.yaml binds)")
+        q.add_argument("--timeout", type=float, default=120.0, help="deadline per call in seconds")
+        if orders:
+            q.add_argument("--orders", default="both", choices=["both", "ab"])
+
+    q = csub.add_parser("health", help="model info and status")
+    common(q, orders=False)
+    q.set_defaults(func=cmd_client_health)
+    q = csub.add_parser("compare", help="p(A better) for one pair")
+    q.add_argument("--prompt", required=True)
+    q.add_argument("--a", required=True)
+    q.add_argument("--b", required=True)
+    common(q)
+    q.set_defaults(func=cmd_client_compare)
+    q = csub.add_parser("rank", help="rank N responses to one prompt")
+    q.add_argument("--prompt", required=True)
+    q.add_argument("--responses", nargs="+", required=True)
+    q.add_argument("--strategy", default="knockout", choices=["knockout", "tournament", "round_robin"])
+    common(q)
+    q.set_defaults(func=cmd_client_rank)
+    q = csub.add_parser("reward", help="log-odds that the response beats the reference")
+    q.add_argument("--prompt", required=True)
+    q.add_argument("--response", required=True)
+    q.add_argument("--reference", required=True)
+    common(q)
+    q.set_defaults(func=cmd_client_reward)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gram-ray", description="GRAM generative reward models on Ray")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -101,20 +164,27 @@ def build_parser() -> argparse.ArgumentParser:
     q = msub.add_parser("info", help="print what a spec resolves to")
     q.add_argument("spec")
     q.set_defaults(func=cmd_model_prepare)
+
+    _add_client_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import grpc
+
     from gram_ray.data import DataError
     from gram_ray.models import ModelSpecError
 
     try:
         args.func(args)
-    except (DataError, ModelSpecError, ValidationError, FileNotFoundError) as exc:
+    except (DataError, ModelSpecError, ValidationError, FileNotFoundError, ValueError) as exc:
         print(f"gram-ray: error: {exc}", file=sys.stderr)
         return 2
+    except grpc.RpcError as exc:
+        print(f"gram-ray: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
     return 0
 
 

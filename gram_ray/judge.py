@@ -78,6 +78,7 @@ REASONING_TARGET_TEMPLATE = "<think>\n{rationale}\n</think>\n<answer>{verdict}</
 Prompt = str | Sequence[Mapping[str, str]]
 
 _ROLE_NAMES = {"user": "Human", "human": "Human", "assistant": "Assistant", "system": "System"}
+ROLES: tuple[str, ...] = tuple(_ROLE_NAMES)
 
 
 def render_question(prompt: Prompt) -> str:

@@ -1,0 +1,267 @@
+"""Clients of the ``gram.v1.RewardComparator`` service.
+
+    from gram_ray.client import GramClient
+    with GramClient("127.0.0.1:50051") as client:
+        client.compare_one("What is 2+2?", "4", "5")       # {"p_a_better": …, "p_ab": …, "p_ba": …}
+        client.rank("Pick a colour", ["red", "blue", "green"], strategy="tournament")
+        client.reward(["q"], ["response"], references=["greedy response"])
+
+Every call has a deadline (``timeout_s``) and is retried with exponential backoff while the server
+is ``UNAVAILABLE`` (starting, restarting, or a replica moving). :func:`grpo_reward_function` gives a
+reward function with TRL's GRPO signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from gram_ray.judge import Prompt
+from gram_ray.proto import gram_pb2 as pb
+from gram_ray.proto import gram_pb2_grpc
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+"""Where ``serve_configs/gram.yaml`` binds the gRPC server."""
+
+_ORDERS = {"both": pb.ORDERS_BOTH, "ab": pb.ORDERS_AB}
+_STRATEGIES = {
+    "knockout": pb.RANK_STRATEGY_KNOCKOUT,
+    "tournament": pb.RANK_STRATEGY_TOURNAMENT,
+    "round_robin": pb.RANK_STRATEGY_ROUND_ROBIN,
+}
+_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 5
+    initial_backoff_s: float = 0.2
+    max_backoff_s: float = 5.0
+    multiplier: float = 2.0
+    retry_codes: tuple[grpc.StatusCode, ...] = (grpc.StatusCode.UNAVAILABLE,)
+
+    def backoffs(self):
+        delay = self.initial_backoff_s
+        for _ in range(self.attempts - 1):
+            yield delay
+            delay = min(delay * self.multiplier, self.max_backoff_s)
+
+
+# ----------------------------------------------------------------------------------------------
+# Requests and results
+# ----------------------------------------------------------------------------------------------
+
+
+def prompt_proto(prompt: Prompt) -> pb.Prompt:
+    if isinstance(prompt, str):
+        return pb.Prompt(text=prompt)
+    messages = [pb.ChatMessage(role=m.get("role", "user"), content=m["content"]) for m in prompt]
+    return pb.Prompt(conversation=pb.Conversation(messages=messages))
+
+
+def compare_request(pairs: Sequence[tuple[Prompt, str, str]], orders: str = "both") -> pb.CompareRequest:
+    return pb.CompareRequest(
+        pairs=[pb.Pair(prompt=prompt_proto(p), response_a=a, response_b=b) for p, a, b in pairs],
+        orders=_ORDERS[orders],
+    )
+
+
+def rank_request(prompt: Prompt, responses: Sequence[str], strategy: str = "knockout", orders: str = "both") -> pb.RankRequest:
+    if strategy not in _STRATEGIES:
+        raise ValueError(f"strategy: unknown {strategy!r} ({', '.join(_STRATEGIES)})")
+    return pb.RankRequest(
+        prompt=prompt_proto(prompt), responses=list(responses), strategy=_STRATEGIES[strategy], orders=_ORDERS[orders]
+    )
+
+
+def reward_request(
+    prompts: Sequence[Prompt],
+    responses: Sequence[str],
+    references: Sequence[str | None] | None = None,
+    groups: Sequence[str] | None = None,
+    orders: str = "both",
+) -> pb.RewardRequest:
+    if len(prompts) != len(responses):
+        raise ValueError(f"responses: {len(responses)} responses for {len(prompts)} prompts")
+    items = []
+    for i, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
+        item = pb.RewardItem(prompt=prompt_proto(prompt), response=response)
+        if references is not None and references[i] is not None:
+            item.reference = references[i]
+        if groups is not None:
+            item.group = groups[i]
+        items.append(item)
+    return pb.RewardRequest(items=items, orders=_ORDERS[orders])
+
+
+def pair_result_dict(result: pb.PairResult) -> dict[str, Any]:
+    return {
+        "p_a_better": result.p_a_better,
+        "p_ab": result.p_ab,
+        "p_ba": result.p_ba if result.HasField("p_ba") else None,
+        "truncated": {
+            "prompt": result.truncated.prompt,
+            "response_a": result.truncated.response_a,
+            "response_b": result.truncated.response_b,
+        },
+    }
+
+
+def rank_result_dict(response: pb.RankResponse) -> dict[str, Any]:
+    return {
+        "ranking": list(response.ranking),
+        "scores": list(response.scores),
+        "best_index": response.best_index,
+        "comparisons": response.comparisons,
+    }
+
+
+def health_dict(response: pb.HealthResponse) -> dict[str, Any]:
+    return {field.name: value for field, value in response.ListFields()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Clients
+# ----------------------------------------------------------------------------------------------
+
+
+class GramClient:
+    """Blocking client. Thread-safe (gRPC channels are)."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, timeout_s: float = 120.0, retry: RetryPolicy | None = None):
+        self.address = address
+        self.timeout_s = timeout_s
+        self.retry = retry or RetryPolicy()
+        options = [("grpc.max_send_message_length", _MAX_MESSAGE), ("grpc.max_receive_message_length", _MAX_MESSAGE)]
+        self.channel = grpc.insecure_channel(address, options=options)
+        self.stub = gram_pb2_grpc.RewardComparatorStub(self.channel)
+
+    def _call(self, method: Any, request: Any) -> Any:
+        backoffs = self.retry.backoffs()
+        while True:
+            try:
+                return method(request, timeout=self.timeout_s)
+            except grpc.RpcError as exc:
+                delay = next(backoffs, None) if exc.code() in self.retry.retry_codes else None
+                if delay is None:
+                    raise
+                time.sleep(delay)
+
+    def compare(self, pairs: Sequence[tuple[Prompt, str, str]], orders: str = "both") -> list[dict[str, Any]]:
+        response = self._call(self.stub.Compare, compare_request(pairs, orders))
+        return [pair_result_dict(r) for r in response.results]
+
+    def compare_one(self, prompt: Prompt, response_a: str, response_b: str, orders: str = "both") -> dict[str, Any]:
+        return self.compare([(prompt, response_a, response_b)], orders)[0]
+
+    def rank(self, prompt: Prompt, responses: Sequence[str], strategy: str = "knockout", orders: str = "both") -> dict[str, Any]:
+        return rank_result_dict(self._call(self.stub.Rank, rank_request(prompt, responses, strategy, orders)))
+
+    def reward(self, prompts: Sequence[Prompt], responses: Sequence[str], references: Sequence[str | None] | None = None,
+               groups: Sequence[str] | None = None, orders: str = "both") -> list[float]:
+        request = reward_request(prompts, responses, references, groups, orders)
+        return list(self._call(self.stub.Reward, request).rewards)
+
+    def health(self) -> dict[str, Any]:
+        return health_dict(self._call(self.stub.Health, pb.HealthRequest()))
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> GramClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncGramClient:
+    """asyncio client (``grpc.aio``); create it inside a running event loop."""
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, timeout_s: float = 120.0, retry: RetryPolicy | None = None):
+        self.address = address
+        self.timeout_s = timeout_s
+        self.retry = retry or RetryPolicy()
+        options = [("grpc.max_send_message_length", _MAX_MESSAGE), ("grpc.max_receive_message_length", _MAX_MESSAGE)]
+        self.channel = grpc.aio.insecure_channel(address, options=options)
+        self.stub = gram_pb2_grpc.RewardComparatorStub(self.channel)
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        backoffs = self.retry.backoffs()
+        while True:
+            try:
+                return await method(request, timeout=self.timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                delay = next(backoffs, None) if exc.code() in self.retry.retry_codes else None
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+
+    async def compare(self, pairs: Sequence[tuple[Prompt, str, str]], orders: str = "both") -> list[dict[str, Any]]:
+        response = await self._call(self.stub.Compare, compare_request(pairs, orders))
+        return [pair_result_dict(r) for r in response.results]
+
+    async def compare_one(self, prompt: Prompt, response_a: str, response_b: str, orders: str = "both") -> dict[str, Any]:
+        return (await self.compare([(prompt, response_a, response_b)], orders))[0]
+
+    async def rank(self, prompt: Prompt, responses: Sequence[str], strategy: str = "knockout", orders: str = "both") -> dict[str, Any]:
+        return rank_result_dict(await self._call(self.stub.Rank, rank_request(prompt, responses, strategy, orders)))
+
+    async def reward(self, prompts: Sequence[Prompt], responses: Sequence[str], references: Sequence[str | None] | None = None,
+                     groups: Sequence[str] | None = None, orders: str = "both") -> list[float]:
+        request = reward_request(prompts, responses, references, groups, orders)
+        return list((await self._call(self.stub.Reward, request)).rewards)
+
+    async def health(self) -> dict[str, Any]:
+        return health_dict(await self._call(self.stub.Health, pb.HealthRequest()))
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncGramClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# TRL
+# ----------------------------------------------------------------------------------------------
+
+
+def _completion_text(completion: Any) -> str:
+    if isinstance(completion, str):
+        return completion
+    # Conversational format: a list of messages; the reward is for the assistant's reply.
+    return "".join(m["content"] for m in completion if m.get("role", "assistant") == "assistant")
+
+
+def grpo_reward_function(address: str = DEFAULT_ADDRESS, **client_kwargs: Any) -> Callable[..., list[float]]:
+    """A reward function for TRL's ``GRPOTrainer(reward_funcs=[...])``.
+
+    ``reward_fn(prompts, completions, **kwargs) -> list[float]``: the log-odds that each completion
+    beats its reference. A dataset column ``reference`` (e.g. the policy's greedy response) is used
+    when present; otherwise the completions of each prompt (a GRPO group) are judged against the
+    group's first completion, whose reward is 0 — GRPO normalises rewards within the group anyway.
+    """
+    client = GramClient(address, **client_kwargs)
+
+    def gram_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        references = kwargs.get("reference")
+        prompt_values: list[Prompt] = [p if isinstance(p, str) else [dict(m) for m in p] for p in prompts]
+        groups = [p if isinstance(p, str) else repr([tuple(sorted(m.items())) for m in p]) for p in prompts]
+        return client.reward(
+            prompt_values,
+            [_completion_text(c) for c in completions],
+            references=list(references) if references is not None else None,
+            groups=groups,
+        )
+
+    gram_reward.client = client  # type: ignore[attr-defined]
+    return gram_reward

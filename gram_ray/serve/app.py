@@ -1,0 +1,22 @@
+"""Build the Serve application: ``serve run serve_configs/gram.yaml``.
+
+The YAML's ``args:`` block is validated as :class:`~gram_ray.serve.config.AppConfig`; per-deployment
+settings (``autoscaling_config``, ``ray_actor_options``, ``max_ongoing_requests``) sit in the YAML's
+``deployments:`` list under the names ``GramScorer`` and ``RewardComparator``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve import Application
+
+from gram_ray.serve.config import AppConfig
+from gram_ray.serve.ingress import ComparatorIngress
+from gram_ray.serve.scorer_deployment import ScorerDeployment
+
+
+def build_app(args: dict[str, Any] | AppConfig | None = None) -> Application:
+    config = args if isinstance(args, AppConfig) else AppConfig(**(args or {}))
+    scorer = ScorerDeployment.bind(config.scorer.model_dump(), config.batching.model_dump())
+    return ComparatorIngress.bind(scorer, config.model_dump())

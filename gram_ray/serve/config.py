@@ -1,0 +1,44 @@
+"""Typed arguments of the Serve application (the ``args:`` block of ``serve_configs/*.yaml``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gram_ray.scorer import ScorerConfig
+
+
+class BatchingConfig(BaseModel):
+    """``@serve.batch`` settings of the scorer deployment: concurrent pairs merge into one batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(32, gt=0, description="pairs per batch; 1 disables batching")
+    batch_wait_timeout_s: float = Field(0.01, ge=0, description="how long a batch waits to fill")
+
+
+class GrpcConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 or [::] to accept remote clients")
+    port: int = Field(50051, ge=0, lt=65536)
+    max_message_bytes: int = Field(64 * 1024 * 1024, gt=0)
+
+
+class LimitsConfig(BaseModel):
+    """Request size limits; beyond them a request gets RESOURCE_EXHAUSTED."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_pairs_per_request: int = Field(1024, gt=0)
+    max_rank_responses: int = Field(64, ge=2)
+    max_reward_items: int = Field(1024, gt=0)
+    max_text_chars: int = Field(200_000, gt=0, description="per prompt or response (before token truncation)")
+
+
+class AppConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig)
+    batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    grpc: GrpcConfig = Field(default_factory=GrpcConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)

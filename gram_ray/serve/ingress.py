@@ -1,0 +1,149 @@
+"""The ingress deployment: the gRPC ``gram.v1.RewardComparator`` server and an HTTP route.
+
+Each replica runs a ``grpc.aio`` server on the replica's own event loop, bound to
+``grpc.host:grpc.port`` (127.0.0.1 by default). gram-ray binds the server itself because Ray Serve's
+gRPC proxy always listens on every interface (``[::]``) and has no host setting; a reward model
+should not be reachable from the network unless its operator asks for it. Several ingress replicas
+on one node share the port (SO_REUSEPORT). Pair comparisons go to the scorer deployment through a
+deployment handle, where ``@serve.batch`` merges them across requests.
+
+HTTP (through Serve's HTTP proxy, ``http_options`` in the config): ``POST /get_reward`` is
+compatible with OpenRLHF's remote reward model; ``GET /health`` returns the model info.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import grpc
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from gram_ray.proto import gram_pb2 as pb
+from gram_ray.proto import gram_pb2_grpc
+from gram_ray.scorer import Pair, PairScore
+from gram_ray.serve.config import AppConfig
+from gram_ray.serve.scorer_deployment import PairJob
+from gram_ray.serve.service import ComparatorService, RequestError
+
+logger = logging.getLogger(__name__)
+
+
+class _Servicer(gram_pb2_grpc.RewardComparatorServicer):
+    """Maps RPCs onto the service; bad input becomes a status, never a crash."""
+
+    def __init__(self, service: ComparatorService):
+        self.service = service
+
+    async def _run(self, context: grpc.aio.ServicerContext, call: Any) -> Any:
+        try:
+            return await call
+        except RequestError as exc:
+            await context.abort(exc.code, exc.message)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a failed replica or a bug: report it, keep serving
+            logger.exception("request failed")
+            await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    async def Compare(self, request, context):
+        return await self._run(context, self.service.compare(request))
+
+    async def Rank(self, request, context):
+        return await self._run(context, self.service.rank(request))
+
+    async def Reward(self, request, context):
+        return await self._run(context, self.service.reward(request))
+
+    async def Health(self, request, context):
+        return self.service.health()
+
+
+def _bind_address(host: str, port: int) -> str:
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+@serve.deployment(name="RewardComparator", max_ongoing_requests=256)
+class ComparatorIngress:
+    async def __init__(self, scorer: DeploymentHandle, app_config: dict[str, Any]):
+        self.config = AppConfig(**app_config)
+        self.scorer = scorer
+        info = await scorer.info.remote()
+        self.service = ComparatorService(
+            self._score_pairs, info, self.config.limits, default_orders=self.config.scorer.orders
+        )
+        options = [
+            ("grpc.max_receive_message_length", self.config.grpc.max_message_bytes),
+            ("grpc.max_send_message_length", self.config.grpc.max_message_bytes),
+            ("grpc.so_reuseport", 1),
+        ]
+        self.server = grpc.aio.server(options=options)
+        gram_pb2_grpc.add_RewardComparatorServicer_to_server(_Servicer(self.service), self.server)
+        address = _bind_address(self.config.grpc.host, self.config.grpc.port)
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise RuntimeError(f"gRPC: could not bind {address}")
+        await self.server.start()
+        logger.info("gram.v1.RewardComparator listening on %s", _bind_address(self.config.grpc.host, self.port))
+
+    async def _score_pairs(self, pairs: list[Pair], orders: str) -> list[PairScore]:
+        return list(await asyncio.gather(*(self.scorer.score.remote(PairJob(p, orders)) for p in pairs)))
+
+    async def grpc_port(self) -> int:
+        return self.port
+
+    async def __call__(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        path = request.url.path.rstrip("/")
+        if request.method == "GET" and path.endswith("/health"):
+            return JSONResponse({"status": "SERVING", "model": self.service.model_info})
+        if request.method == "POST" and path.endswith("/get_reward"):
+            try:
+                body = json.loads(await request.body())
+                return JSONResponse(await openrlhf_rewards(self.service, body))
+            except (RequestError, ValueError) as exc:
+                return JSONResponse({"error": getattr(exc, "message", str(exc))}, status_code=400)
+        return JSONResponse({"error": f"no route {request.method} {path}; use POST /get_reward or GET /health"}, status_code=404)
+
+    async def __del__(self):
+        await self.server.stop(grace=2.0)
+
+
+async def openrlhf_rewards(service: ComparatorService, body: Any) -> dict[str, Any]:
+    """OpenRLHF remote reward model: ``{"query": [...], "prompts": [...]}`` → ``{"rewards": [...]}``.
+
+    ``query[i]`` is prompt + response; the response is what follows ``prompts[i]``. With
+    ``references`` the reward is the log-odds of beating the reference; without, responses to the
+    same prompt form a group judged against its first response (reward 0).
+    """
+    if not isinstance(body, dict):
+        raise ValueError("body: expected a JSON object")
+    queries = body.get("query")
+    if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
+        raise ValueError("query: expected a list of strings")
+    prompts = body.get("prompts")
+    if prompts is None:
+        raise ValueError("prompts: missing (OpenRLHF sends the prompt of each query)")
+    if not isinstance(prompts, list) or len(prompts) != len(queries):
+        raise ValueError(f"prompts: expected a list of {len(queries)} strings, one per query")
+    references = body.get("references")
+    if references is not None and (not isinstance(references, list) or len(references) != len(queries)):
+        raise ValueError(f"references: expected a list of {len(queries)} strings")
+    items = []
+    for i, (query, prompt) in enumerate(zip(queries, prompts, strict=True)):
+        if not isinstance(prompt, str):
+            raise ValueError(f"prompts[{i}]: expected a string")
+        response = query[len(prompt):] if query.startswith(prompt) else query
+        item = pb.RewardItem(prompt=pb.Prompt(text=prompt), response=response, group=prompt)
+        if references is not None:
+            item.reference = references[i]
+        items.append(item)
+    response = await service.reward(pb.RewardRequest(items=items))
+    rewards = list(response.rewards)
+    return {"rewards": rewards, "scores": rewards}

@@ -1,0 +1,89 @@
+"""The scorer deployment: one GRAM model per replica, concurrent requests merged by ``@serve.batch``.
+
+Each call scores one pair. Calls that arrive together (from many clients, or from one Rank or
+Reward request split into pairs) are merged into one ``GramScorer.score`` call, which packs them into
+token-budgeted forward passes. The forward pass runs in a worker thread so that the replica's event
+loop keeps collecting the next batch meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from ray import serve
+
+from gram_ray.scorer import GramScorer, Pair, PairScore, ScorerConfig
+from gram_ray.serve.config import BatchingConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PairJob:
+    pair: Pair
+    orders: str = "both"
+
+
+@serve.deployment(name="GramScorer", max_ongoing_requests=128)
+class ScorerDeployment:
+    def __init__(self, scorer: dict[str, Any], batching: dict[str, Any]):
+        self.config = ScorerConfig(**scorer)
+        batching_config = BatchingConfig(**batching)
+        self.scorer = GramScorer.from_config(self.config)
+        self._score_batch.set_max_batch_size(batching_config.max_batch_size)
+        self._score_batch.set_batch_wait_timeout_s(batching_config.batch_wait_timeout_s)
+        # One thread: the model is used by one batch at a time, off the event loop.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gram-forward")
+        self.batch_sizes: Counter[int] = Counter()
+        self._batch_metric = None
+        try:
+            from ray.serve.metrics import Histogram
+
+            self._batch_metric = Histogram(
+                "gram_scorer_batch_size",
+                description="pairs per scorer batch",
+                boundaries=[1, 2, 4, 8, 16, 32, 64, 128],
+            )
+        except Exception:  # metrics are optional (e.g. no metrics agent)
+            logger.debug("batch-size metric unavailable", exc_info=True)
+        logger.info("GRAM scorer ready: %s", self.scorer.info())
+
+    async def score(self, job: PairJob) -> PairScore:
+        return await self._score_batch(job)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    async def _score_batch(self, jobs: list[PairJob]) -> list[PairScore]:
+        self.batch_sizes[len(jobs)] += 1
+        if self._batch_metric is not None:
+            self._batch_metric.observe(len(jobs))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._score_jobs, jobs)
+
+    def _score_jobs(self, jobs: list[PairJob]) -> list[PairScore]:
+        results: list[PairScore | None] = [None] * len(jobs)
+        for orders in {job.orders for job in jobs}:
+            idx = [i for i, job in enumerate(jobs) if job.orders == orders]
+            for i, result in zip(idx, self.scorer.score([jobs[i].pair for i in idx], orders=orders), strict=True):
+                results[i] = result
+        return results  # type: ignore[return-value]
+
+    def info(self) -> dict[str, Any]:
+        return self.scorer.info()
+
+    def stats(self) -> dict[str, Any]:
+        sizes = dict(sorted(self.batch_sizes.items()))
+        batches = sum(sizes.values())
+        pairs = sum(size * count for size, count in sizes.items())
+        return {
+            "batch_sizes": sizes,
+            "batches": batches,
+            "pairs": pairs,
+            "max_batch_size": max(sizes, default=0),
+            "mean_batch_size": pairs / batches if batches else 0.0,
+            "scorer": vars(self.scorer.stats),
+        }

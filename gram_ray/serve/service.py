@@ -1,0 +1,200 @@
+"""The comparator's logic, independent of transport: validate a request, split it into pair
+comparisons, score them through an async ``score_pairs`` callable, assemble the answer.
+
+The gRPC servicer (:mod:`gram_ray.serve.ingress`) and the OpenRLHF HTTP route call this; the
+scorer deployment (through a handle) or an offline :class:`~gram_ray.scorer.GramScorer` provides
+``score_pairs``. Bad input raises :class:`RequestError` with a gRPC status code and a message that
+names the field, e.g. ``pairs[2].response_b: empty``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from gram_ray import __version__, judge, ranking
+from gram_ray.judge import Prompt
+from gram_ray.proto import gram_pb2 as pb
+from gram_ray.scorer import Pair, PairScore
+from gram_ray.serve.config import LimitsConfig
+
+ScorePairs = Callable[[Sequence[Pair], str], Awaitable[Sequence[PairScore]]]
+
+_ORDERS = {pb.ORDERS_BOTH: "both", pb.ORDERS_AB: "ab"}
+_STRATEGIES = {
+    pb.RANK_STRATEGY_UNSPECIFIED: "knockout",
+    pb.RANK_STRATEGY_KNOCKOUT: "knockout",
+    pb.RANK_STRATEGY_TOURNAMENT: "tournament",
+    pb.RANK_STRATEGY_ROUND_ROBIN: "round_robin",
+}
+
+
+class RequestError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def invalid(field: str, problem: str) -> RequestError:
+    return RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {problem}")
+
+
+def too_large(field: str, problem: str) -> RequestError:
+    return RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{field}: {problem}")
+
+
+@dataclass
+class ComparatorService:
+    score_pairs: ScorePairs
+    model_info: dict[str, Any]
+    limits: LimitsConfig
+    default_orders: str = "both"
+
+    # ------------------------------------------------------------------------------------------
+    # Validation helpers
+    # ------------------------------------------------------------------------------------------
+
+    def _text(self, value: str, field: str) -> str:
+        if not value.strip():
+            raise invalid(field, "empty")
+        if len(value) > self.limits.max_text_chars:
+            raise too_large(field, f"{len(value)} characters, over the limit of {self.limits.max_text_chars}")
+        return value
+
+    def _prompt(self, prompt: pb.Prompt, field: str) -> Prompt:
+        kind = prompt.WhichOneof("kind")
+        if kind is None:
+            raise invalid(field, "missing (set text or conversation)")
+        if kind == "text":
+            return self._text(prompt.text, f"{field}.text")
+        messages = []
+        for i, m in enumerate(prompt.conversation.messages):
+            role = m.role or "user"
+            if role not in judge.ROLES:
+                raise invalid(f"{field}.conversation.messages[{i}].role", f"unknown role {role!r} (user, assistant, system)")
+            messages.append({"role": role, "content": self._text(m.content, f"{field}.conversation.messages[{i}].content")})
+        if not messages:
+            raise invalid(f"{field}.conversation.messages", "empty")
+        return messages
+
+    def _orders(self, value: int, field: str = "orders") -> str:
+        if value == pb.ORDERS_UNSPECIFIED:
+            return self.default_orders
+        if value not in _ORDERS:
+            raise invalid(field, f"unknown value {value}")
+        return _ORDERS[value]
+
+    def _count(self, n: int, limit: int, field: str) -> None:
+        if n == 0:
+            raise invalid(field, "empty")
+        if n > limit:
+            raise too_large(field, f"{n} items, over the limit of {limit}")
+
+    @staticmethod
+    def _check_reasoning(reasoning: bool, votes: int) -> None:
+        if votes < 0:
+            raise invalid("votes", f"must be >= 0, got {votes}")
+        if reasoning:
+            raise RequestError(
+                grpc.StatusCode.UNIMPLEMENTED,
+                "reasoning: this server's model has no reasoning mode (GRAM-R² reasoning is not available yet)",
+            )
+
+    # ------------------------------------------------------------------------------------------
+    # RPCs
+    # ------------------------------------------------------------------------------------------
+
+    async def compare(self, request: pb.CompareRequest) -> pb.CompareResponse:
+        self._count(len(request.pairs), self.limits.max_pairs_per_request, "pairs")
+        orders = self._orders(request.orders)
+        self._check_reasoning(request.reasoning, request.votes)
+        pairs = [
+            Pair(
+                self._prompt(p.prompt, f"pairs[{i}].prompt"),
+                self._text(p.response_a, f"pairs[{i}].response_a"),
+                self._text(p.response_b, f"pairs[{i}].response_b"),
+            )
+            for i, p in enumerate(request.pairs)
+        ]
+        results = await self.score_pairs(pairs, orders)
+        return pb.CompareResponse(results=[_pair_result(r) for r in results])
+
+    async def rank(self, request: pb.RankRequest) -> pb.RankResponse:
+        prompt = self._prompt(request.prompt, "prompt")
+        n = len(request.responses)
+        if n < 2:
+            raise invalid("responses", f"need at least 2 responses to rank, got {n}")
+        if n > self.limits.max_rank_responses:
+            raise too_large("responses", f"{n} responses, over the limit of {self.limits.max_rank_responses}")
+        responses = [self._text(r, f"responses[{i}]") for i, r in enumerate(request.responses)]
+        if request.strategy not in _STRATEGIES:
+            raise invalid("strategy", f"unknown value {request.strategy} (knockout, tournament, round_robin)")
+        strategy = _STRATEGIES[request.strategy]
+        orders = self._orders(request.orders)
+
+        async def compare(indices: list[tuple[int, int]]) -> list[float]:
+            pairs = [Pair(prompt, responses[i], responses[j]) for i, j in indices]
+            return [r.p_a_better for r in await self.score_pairs(pairs, orders)]
+
+        result = await ranking.rank(n, compare, strategy)
+        return pb.RankResponse(
+            ranking=result.ranking, scores=result.scores, best_index=result.best_index, comparisons=result.comparisons
+        )
+
+    async def reward(self, request: pb.RewardRequest) -> pb.RewardResponse:
+        self._count(len(request.items), self.limits.max_reward_items, "items")
+        orders = self._orders(request.orders)
+        pairs: list[Pair] = []
+        slots: list[int] = []  # item index of each pair
+        group_first: dict[str, int] = {}
+        p_better = [0.5] * len(request.items)
+        for i, item in enumerate(request.items):
+            prompt = self._prompt(item.prompt, f"items[{i}].prompt")
+            response = self._text(item.response, f"items[{i}].response")
+            if item.HasField("reference"):
+                reference = self._text(item.reference, f"items[{i}].reference")
+            else:
+                # No reference: the first item of the group is the baseline (reward 0).
+                key = item.group or judge.render_question(prompt)
+                if key not in group_first:
+                    group_first[key] = i
+                    continue
+                reference = request.items[group_first[key]].response
+            pairs.append(Pair(prompt, response, reference))
+            slots.append(i)
+        if pairs:
+            for i, result in zip(slots, await self.score_pairs(pairs, orders), strict=True):
+                p_better[i] = result.p_a_better
+        return pb.RewardResponse(rewards=[judge.log_odds(p) for p in p_better], p_better=p_better)
+
+    def health(self) -> pb.HealthResponse:
+        info = self.model_info
+        return pb.HealthResponse(
+            status="SERVING",
+            model=str(info.get("spec") or ""),
+            backbone=str(info.get("backbone") or ""),
+            adapter=str(info.get("adapter") or ""),
+            verdict_token_a=judge.VERDICTS[0],
+            verdict_token_b=judge.VERDICTS[1],
+            max_prompt_tokens=int(info.get("max_prompt_tokens", 0)),
+            max_response_tokens=int(info.get("max_response_tokens", 0)),
+            max_pairs_per_request=self.limits.max_pairs_per_request,
+            version=__version__,
+        )
+
+
+def _pair_result(score: PairScore) -> pb.PairResult:
+    result = pb.PairResult(
+        p_a_better=score.p_a_better,
+        p_ab=score.p_ab,
+        truncated=pb.Truncation(
+            prompt=score.truncated.prompt, response_a=score.truncated.response_a, response_b=score.truncated.response_b
+        ),
+    )
+    if score.p_ba is not None:
+        result.p_ba = score.p_ba
+    return result

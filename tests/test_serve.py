@@ -1,0 +1,207 @@
+"""The Serve application in a local Ray cluster (tiny model), called over a real gRPC channel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from gram_ray import judge, ranking
+from gram_ray.client import AsyncGramClient, GramClient, RetryPolicy, grpo_reward_function
+from gram_ray.proto import gram_pb2 as pb
+from gram_ray.proto import gram_pb2_grpc
+from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+from gram_ray.serve.config import AppConfig, BatchingConfig, GrpcConfig, LimitsConfig
+
+PROMPT = "Name a good colour for a kitchen."
+RESPONSES = ["White: it reflects light.", "Purple!!!", "A soft sage green, calm and warm.", "no", "Yellow is cheerful."]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(tiny_model_dir):
+    import ray
+    from ray import serve
+
+    from gram_ray.serve.app import build_app
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    grpc_port, http_port = free_port(), free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": http_port})
+    config = AppConfig(
+        scorer=ScorerConfig(model=str(tiny_model_dir), dtype="float32"),
+        batching=BatchingConfig(max_batch_size=16, batch_wait_timeout_s=0.05),
+        grpc=GrpcConfig(port=grpc_port),
+        limits=LimitsConfig(max_pairs_per_request=50, max_rank_responses=8, max_text_chars=5000),
+    )
+    serve.run(build_app(config), name="gram", route_prefix="/")
+    yield {"address": f"127.0.0.1:{grpc_port}", "http": f"http://127.0.0.1:{http_port}", "config": config}
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    with GramClient(service["address"], timeout_s=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def offline(tiny_model_dir):
+    return GramScorer.from_config(ScorerConfig(model=str(tiny_model_dir), dtype="float32"))
+
+
+def test_health(client, tiny_model_dir):
+    health = client.health()
+    assert health["status"] == "SERVING" and health["model"] == str(tiny_model_dir)
+    assert health["verdict_token_a"] == "A" and health["max_pairs_per_request"] == 50
+
+
+def test_compare_matches_the_offline_scorer(client, offline):
+    pairs = [(PROMPT, RESPONSES[0], RESPONSES[1]), ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": "bye"}], "Bye!", "ok")]
+    served = client.compare(pairs)
+    expected = offline.score([Pair(*p) for p in pairs])
+    for s, e in zip(served, expected, strict=True):
+        assert s["p_a_better"] == pytest.approx(e.p_a_better, abs=1e-5)
+        assert s["p_ab"] == pytest.approx(e.p_ab, abs=1e-5) and s["p_ba"] == pytest.approx(e.p_ba, abs=1e-5)
+    (ab_only,) = client.compare(pairs[:1], orders="ab")
+    assert ab_only["p_ba"] is None and ab_only["p_a_better"] == pytest.approx(expected[0].p_ab, abs=1e-5)
+
+
+@pytest.mark.parametrize("strategy, expected_comparisons", [("knockout", 4), ("tournament", 4), ("round_robin", 10)])
+def test_rank_agrees_with_the_offline_scorer(client, offline, strategy, expected_comparisons):
+    async def compare(indices):
+        return [r.p_a_better for r in offline.score([Pair(PROMPT, RESPONSES[i], RESPONSES[j]) for i, j in indices])]
+
+    expected = asyncio.run(ranking.rank(len(RESPONSES), compare, strategy))
+    served = client.rank(PROMPT, RESPONSES, strategy=strategy)
+    assert served["comparisons"] == expected.comparisons == expected_comparisons
+    assert served["best_index"] == expected.best_index and served["ranking"] == expected.ranking
+    assert served["scores"] == pytest.approx(expected.scores, abs=1e-4)
+
+
+def test_reward_with_reference_and_by_group(client, offline):
+    (p,) = offline.score([Pair(PROMPT, RESPONSES[2], RESPONSES[0])])
+    assert client.reward([PROMPT], [RESPONSES[2]], references=[RESPONSES[0]]) == pytest.approx([judge.log_odds(p.p_a_better)], abs=1e-4)
+    # No references: each group is judged against its first response.
+    rewards = client.reward([PROMPT] * 3 + ["other"] * 2, RESPONSES)
+    assert rewards[0] == 0.0 and rewards[3] == 0.0
+    (p1,) = offline.score([Pair(PROMPT, RESPONSES[1], RESPONSES[0])])
+    assert rewards[1] == pytest.approx(judge.log_odds(p1.p_a_better), abs=1e-4)
+
+
+def _status(call, request):
+    with pytest.raises(grpc.RpcError) as info:
+        call(request, timeout=30)
+    return info.value.code(), info.value.details()
+
+
+def _pair(prompt="q", a="a", b="b"):
+    return pb.Pair(prompt=pb.Prompt(text=prompt), response_a=a, response_b=b)
+
+
+@pytest.mark.parametrize(
+    "rpc, request_, code, field",
+    [
+        ("Compare", pb.CompareRequest(), "INVALID_ARGUMENT", "pairs: empty"),
+        ("Compare", pb.CompareRequest(pairs=[pb.Pair(response_a="a", response_b="b")]), "INVALID_ARGUMENT", "pairs[0].prompt: missing"),
+        ("Compare", pb.CompareRequest(pairs=[_pair(), _pair(b=" ")]), "INVALID_ARGUMENT", "pairs[1].response_b: empty"),
+        ("Compare", pb.CompareRequest(pairs=[_pair()], orders=7), "INVALID_ARGUMENT", "orders: unknown value 7"),
+        ("Compare", pb.CompareRequest(pairs=[_pair()] * 51), "RESOURCE_EXHAUSTED", "pairs: 51 items"),
+        ("Compare", pb.CompareRequest(pairs=[_pair(a="x" * 5001)]), "RESOURCE_EXHAUSTED", "pairs[0].response_a: 5001 characters"),
+        ("Compare", pb.CompareRequest(pairs=[pb.Pair(prompt=pb.Prompt(conversation=pb.Conversation(messages=[pb.ChatMessage(role="robot", content="x")])), response_a="a", response_b="b")]), "INVALID_ARGUMENT", "pairs[0].prompt.conversation.messages[0].role"),
+        ("Compare", pb.CompareRequest(pairs=[_pair()], reasoning=True), "UNIMPLEMENTED", "reasoning"),
+        ("Rank", pb.RankRequest(prompt=pb.Prompt(text="q"), responses=["only one"]), "INVALID_ARGUMENT", "responses: need at least 2"),
+        ("Rank", pb.RankRequest(prompt=pb.Prompt(text="q"), responses=["a", "b"], strategy=9), "INVALID_ARGUMENT", "strategy: unknown value 9"),
+        ("Rank", pb.RankRequest(prompt=pb.Prompt(text="q"), responses=["a"] * 9), "RESOURCE_EXHAUSTED", "responses: 9 responses"),
+        ("Rank", pb.RankRequest(responses=["a", "b"]), "INVALID_ARGUMENT", "prompt: missing"),
+        ("Reward", pb.RewardRequest(items=[pb.RewardItem(prompt=pb.Prompt(text="q"), response="")]), "INVALID_ARGUMENT", "items[0].response: empty"),
+    ],
+)
+def test_bad_input_gets_a_status_naming_the_field(service, rpc, request_, code, field):
+    with grpc.insecure_channel(service["address"]) as channel:
+        stub = gram_pb2_grpc.RewardComparatorStub(channel)
+        got_code, details = _status(getattr(stub, rpc), request_)
+    assert got_code.name == code and details.startswith(field), details
+
+
+def test_server_keeps_serving_after_errors(client):
+    with pytest.raises(grpc.RpcError):
+        client.compare([("q", "a", "")])
+    assert client.health()["status"] == "SERVING"
+    assert 0.0 <= client.compare_one("q", "a", "b")["p_a_better"] <= 1.0
+
+
+def test_concurrent_calls_are_batched(service, client):
+    from ray import serve
+
+    handle = serve.get_deployment_handle("GramScorer", app_name="gram")
+    before = handle.stats.remote().result()
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda i: client.compare_one(f"question {i}", "yes", "no"), range(32)))
+    assert len(results) == 32
+    after = handle.stats.remote().result()
+    assert after["pairs"] - before["pairs"] == 32
+    assert after["max_batch_size"] > 1, after["batch_sizes"]
+
+
+def test_async_client(service):
+    async def main():
+        async with AsyncGramClient(service["address"]) as c:
+            results = await asyncio.gather(*(c.compare_one("q", "a", f"b{i}") for i in range(4)))
+            ranked = await c.rank("q", ["a", "b", "c"], strategy="round_robin")
+            return results, ranked
+
+    results, ranked = asyncio.run(main())
+    assert len(results) == 4 and ranked["comparisons"] == 3
+
+
+def test_client_retries_while_unavailable_then_fails():
+    policy = RetryPolicy(attempts=3, initial_backoff_s=0.1)
+    start = time.perf_counter()
+    with GramClient(f"127.0.0.1:{free_port()}", timeout_s=5, retry=policy) as c:
+        with pytest.raises(grpc.RpcError) as info:
+            c.health()
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert time.perf_counter() - start >= 0.3  # backoffs of 0.1 s then 0.2 s before giving up
+
+
+def test_trl_grpo_reward_function(service):
+    reward_fn = grpo_reward_function(service["address"])
+    prompts = [[{"role": "user", "content": "hi"}]] * 2 + [[{"role": "user", "content": "2+2?"}]] * 2
+    completions = [[{"role": "assistant", "content": c}] for c in ("hello", "hey there", "4", "5")]
+    rewards = reward_fn(prompts=prompts, completions=completions)
+    assert len(rewards) == 4 and rewards[0] == 0.0 and rewards[2] == 0.0 and rewards[1] != 0.0
+    with_refs = reward_fn(prompts=["q"], completions=["a"], reference=["b"])
+    assert len(with_refs) == 1 and with_refs[0] != 0.0
+
+
+def _post(url, body):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_openrlhf_http_route(service):
+    prompts = ["<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"] * 2
+    status, body = _post(service["http"] + "/get_reward", {"query": [prompts[0] + "good answer", prompts[1] + "bad"], "prompts": prompts})
+    assert status == 200 and len(body["rewards"]) == 2 and body["rewards"][0] == 0.0
+    status, body = _post(service["http"] + "/get_reward", {"query": ["x"], "prompts": ["x"], "references": ["y"]})
+    assert status == 400 and body["error"].startswith("items[0].response: empty")
+    status, body = _post(service["http"] + "/get_reward", {"query": "nope"})
+    assert status == 400 and "query" in body["error"]
