@@ -5,6 +5,7 @@
     gram-ray model prepare [SPEC]        # resolve (and convert GGUF) once, e.g. at set-up time
     gram-ray model info SPEC
     gram-ray client health|compare|rank|reward [--address 127.0.0.1:50051] …
+    gram-ray train train_configs/finetune.yaml [--set key=value …]
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ def cmd_score(args: argparse.Namespace) -> None:
         input=args.input, out=args.out, scorer=_scorer_config(args), skip_bad_rows=args.skip_bad_rows, limit=args.limit
     )
     _print(score_file(config).model_dump())
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from gram_ray.train.config import load_train_config
+    from gram_ray.train.run import train
+
+    result = train(load_train_config(args.config, args.set))
+    _print(result.model_dump())
 
 
 def cmd_model_prepare(args: argparse.Namespace) -> None:
@@ -155,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="score only the first N rows")
     _add_scorer_args(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("train", help="run a Ray Train job from train_configs/*.yaml")
+    p.add_argument("config", help="a YAML training config, e.g. train_configs/finetune.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (dotted keys nest: lora.r=8); repeatable")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("model", help="model specs")
     msub = p.add_subparsers(dest="model_command", required=True)

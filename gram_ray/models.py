@@ -165,6 +165,10 @@ def resolve_model(spec: str) -> ModelSource:
             base_spec = adapter_config.get("base_model_name_or_path")
             if not base_spec:
                 raise ModelSpecError(f"model: {path}/adapter_config.json names no base_model_name_or_path")
+            # Adapters record their base as the path it was loaded from (so plain transformers + peft
+            # load them); on another machine the embedded backbone's cache path may differ.
+            if Path(base_spec).is_absolute() and not Path(base_spec).exists() and Path(base_spec).name == EMBEDDED_BACKBONE:
+                base_spec = EMBEDDED_BACKBONE
             return ModelSource(spec, "peft", str(path), base=resolve_model(base_spec))
         if (path / "config.json").is_file():
             return ModelSource(spec, "local", str(path))

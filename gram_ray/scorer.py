@@ -111,6 +111,29 @@ class ScorerStats:
     truncated_responses: int = 0
 
 
+def truncate_texts(tokenizer: Any, texts: list[str], max_tokens: int) -> tuple[list[str], list[bool]]:
+    """Keep the first ``max_tokens`` tokens of each text, cut at a character offset so the kept text
+    is exactly a prefix of the original; returns the texts and which were cut."""
+    if not texts:
+        return [], []
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
+    cut, flags = [], []
+    for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"], strict=True):
+        if len(ids) <= max_tokens:
+            cut.append(text)
+            flags.append(False)
+        else:
+            cut.append(text[: offsets[max_tokens - 1][1]])
+            flags.append(True)
+    return cut, flags
+
+
+def encode_verdict(tokenizer: Any, question: str, response_a: str, response_b: str) -> list[int]:
+    """Token ids of the verdict prompt, ending where the verdict token is predicted."""
+    text = judge.chat_prompt(tokenizer, judge.verdict_content(question, response_a, response_b))
+    return tokenizer(text, add_special_tokens=not judge.uses_chat_template(tokenizer))["input_ids"]
+
+
 def pack_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int) -> list[list[int]]:
     """Indices grouped into batches, longest first, each under the padded-token budget.
 
@@ -252,23 +275,10 @@ class GramScorer:
         return list(zip(q_cut, r_cut[:n], r_cut[n:], strict=True)), truncations
 
     def truncate_texts(self, texts: list[str], max_tokens: int) -> tuple[list[str], list[bool]]:
-        """Keep the first ``max_tokens`` tokens of each text (cut at a character offset)."""
-        encoded = self.tokenizer(
-            texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False
-        )
-        cut, flags = [], []
-        for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"], strict=True):
-            if len(ids) <= max_tokens:
-                cut.append(text)
-                flags.append(False)
-            else:
-                cut.append(text[: offsets[max_tokens - 1][1]])
-                flags.append(True)
-        return cut, flags
+        return truncate_texts(self.tokenizer, texts, max_tokens)
 
     def _encode(self, question: str, response_a: str, response_b: str) -> list[int]:
-        text = judge.chat_prompt(self.tokenizer, judge.verdict_content(question, response_a, response_b))
-        return self.tokenizer(text, add_special_tokens=self._add_special)["input_ids"]
+        return encode_verdict(self.tokenizer, question, response_a, response_b)
 
     def encode(self, pair: Pair, order: str = "ab") -> list[int]:
         """Token ids of one pair's verdict prompt in one order (``ab`` or ``ba``), untruncated."""

@@ -93,3 +93,11 @@ def test_dtype_and_attention_resolution():
         resolve_dtype("int3", cpu)
     assert resolve_attn_implementation("auto", cpu, torch.float32) == "sdpa"
     assert resolve_attn_implementation("eager", cpu, torch.float32) == "eager"
+
+
+def test_adapter_whose_embedded_base_path_is_missing_falls_back_to_the_embedded_backbone(tmp_path, smol_tokenizer):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/elsewhere/.cache/gram-ray/models/smollm2-135m"}))
+    source = resolve_model(str(adapter))
+    assert source.kind == "peft" and source.base.spec == "smollm2-135m" and source.base.kind == "embedded"

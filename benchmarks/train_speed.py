@@ -1,0 +1,129 @@
+"""Training step speed and memory: GRAM's verdict loss from the two-row head vs the SFT style.
+
+    python benchmarks/train_speed.py                     # embedded backbone, batch 4 x 600 tokens
+    python benchmarks/train_speed.py --steps 5 --lora-last-layers 0   # full fine-tuning
+
+(a) SFT style: the verdict token as the label of a causal-LM loss, so the model computes
+    full-vocabulary logits at every position (``model(input_ids, labels=…)``).
+(b) gram-ray: the decoder's last hidden state × the two verdict rows, ``verdict_loss`` with label
+    smoothing (gram_ray.train.modules.VerdictLoss).
+Both run forward + backward + optimizer step on the same batch with the same trainable parameters
+(LoRA on the top layers by default, as train_configs/ do). Each method runs in its own subprocess so
+that its peak memory (CUDA: max allocated; CPU: peak RSS above the loaded model) is its own.
+Ends with ``RESULT speedup=… memory_ratio=…``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_method(method: str, args: argparse.Namespace) -> dict:
+    from peft import LoraConfig, get_peft_model
+
+    from gram_ray.judge import VerdictTokens
+    from gram_ray.models import load_causal_lm, load_tokenizer, resolve_device, resolve_model
+    from gram_ray.train.examples import Batch
+    from gram_ray.train.modules import VerdictLoss
+
+    device = resolve_device("auto")
+    source = resolve_model(args.model)
+    tokenizer = load_tokenizer(source)
+    model = load_causal_lm(source, dtype=torch.float32, device=device, is_trainable=True)
+    if args.lora_last_layers > 0:
+        n = model.config.num_hidden_layers
+        model = get_peft_model(model, LoraConfig(
+            r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+            layers_to_transform=list(range(n - args.lora_last_layers, n)),
+        ))
+    model.train()
+    tokens = VerdictTokens.from_tokenizer(tokenizer)
+    torch.manual_seed(0)
+    ids = torch.randint(100, 40000, (args.batch, args.tokens), device=device)
+    mask = torch.ones_like(ids)
+    target = torch.tensor([0, 1] * (args.batch // 2) + [0] * (args.batch % 2), device=device)
+    lengths = torch.full((args.batch,), args.tokens, device=device)
+    labels = torch.full_like(ids, -100)
+    # SFT style: the verdict is the label of the last position, i.e. what follows the prompt.
+    ids_sft = torch.cat([ids, torch.where(target == 0, tokens.a, tokens.b)[:, None]], dim=1)
+    labels_sft = torch.cat([labels, torch.where(target == 0, tokens.a, tokens.b)[:, None]], dim=1)
+    module = VerdictLoss(model, tokens.ids, label_smoothing=0.1)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+    def step() -> float:
+        if method == "sft":
+            loss = model(input_ids=ids_sft, attention_mask=torch.ones_like(ids_sft), labels=labels_sft).loss
+        else:
+            loss = module(Batch(ids, mask, lengths, target=target))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    base_rss = rss_mb()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base_cuda = torch.cuda.memory_allocated()
+    step()  # warm-up (also allocates optimizer state, identical for both methods)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / args.steps
+    if device.type == "cuda":
+        peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_rss
+    return {"seconds_per_step": seconds, "tokens_per_s": args.batch * args.tokens / seconds, "peak_mb": peak, "device": str(device)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--tokens", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--lora-last-layers", type=int, default=8, help="0 = full fine-tuning")
+    parser.add_argument("--method", choices=["sft", "gram"], help=argparse.SUPPRESS)  # the child process
+    args = parser.parse_args()
+    if args.method:
+        print(json.dumps(run_method(args.method, args)))
+        return
+    results = {}
+    for method in ("sft", "gram"):
+        out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--method", method], capture_output=True, text=True, check=True)
+        results[method] = json.loads(out.stdout.strip().splitlines()[-1])
+    sft, gram = results["sft"], results["gram"]
+    speedup = gram["tokens_per_s"] / sft["tokens_per_s"]
+    memory_ratio = gram["peak_mb"] / sft["peak_mb"]
+    setup = f"LoRA on the top {args.lora_last_layers} layers" if args.lora_last_layers else "full fine-tuning"
+    print(f"model {args.model}, batch {args.batch} x {args.tokens} tokens, {setup}, device {gram['device']}, "
+          f"{torch.get_num_threads()} threads, mean of {args.steps} steps")
+    print(f"{'method':<34}{'s/step':>9}{'tokens/s':>11}{'peak MB':>10}")
+    print(f"{'(a) SFT style, full-vocab logits':<34}{sft['seconds_per_step']:>9.2f}{sft['tokens_per_s']:>11.0f}{sft['peak_mb']:>10.0f}")
+    print(f"{'(b) verdict loss, two-row head':<34}{gram['seconds_per_step']:>9.2f}{gram['tokens_per_s']:>11.0f}{gram['peak_mb']:>10.0f}")
+    print(f"speedup {speedup:.2f}x, memory {memory_ratio:.2f}x")
+    print(f"RESULT speedup={speedup:.2f} memory_ratio={memory_ratio:.2f} tokens_per_s_gram={gram['tokens_per_s']:.0f} "
+          f"tokens_per_s_sft={sft['tokens_per_s']:.0f} peak_mb_gram={gram['peak_mb']:.0f} peak_mb_sft={sft['peak_mb']:.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The typed training config: every field of ``train_configs/*.yaml``, validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class LoraConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    last_layers: int | None = Field(
+        None, gt=0, description="adapt only the last K decoder layers: no backward pass through the frozen rest"
+    )
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Literal["pretrain", "finetune", "bt"] = Field(
+        description="pretrain: generate both responses (stage 1); finetune: verdict loss (stage 2, also task "
+        "adaptation); bt: scalar-head Bradley-Terry baseline"
+    )
+    model: str = Field(description="model spec: smollm2-135m, default, a directory, a PEFT adapter directory, …")
+    data: list[str] = Field(description="JSONL(.gz) files (relative paths resolve against the config file)")
+    output_dir: str = Field(description="checkpoints, metrics.json and the final model (<output_dir>/final)")
+
+    # Scale
+    num_workers: int = Field(1, gt=0)
+    use_gpu: bool = False
+    resources_per_worker: dict[str, float] | None = None
+    strategy: Literal["ddp", "fsdp"] = Field("ddp", description="fsdp shards large models across GPUs")
+
+    # Schedule
+    max_steps: int = Field(0, ge=0, description="optimizer steps; 0 = run `epochs` epochs")
+    epochs: int = Field(1, gt=0)
+    batch_size: int = Field(4, gt=0, description="pairs (or sequences for pretrain) per worker per micro-batch")
+    grad_accum: int = Field(1, gt=0)
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 0
+
+    # Data
+    max_prompt_tokens: int = Field(256, gt=0)
+    max_response_tokens: int = Field(256, gt=0)
+    limit: int | None = Field(None, gt=0, description="use only the first N rows of each file")
+    skip_bad_rows: bool = Field(False, description="skip (and count) malformed rows instead of stopping")
+
+    # Loss
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    soft_labels: bool = Field(False, description="finetune: train on prob_a where rows have it")
+    both_orders: bool = Field(True, description="finetune: use each pair in both orders")
+
+    # Model update
+    lora: LoraConfig | None = Field(default_factory=LoraConfig, description="null = full fine-tuning")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="compute dtype (autocast); auto = bf16 on CUDA / bf16-capable CPUs; weights stay fp32"
+    )
+    gradient_checkpointing: bool = False
+
+    # Bookkeeping
+    checkpoint_every: int = Field(50, gt=0)
+    keep_checkpoints: int = Field(2, gt=0)
+    log_every: int = Field(10, gt=0)
+    max_failures: int = Field(0, ge=-1, description="worker failures survived by resuming (-1 = unlimited)")
+    fail_at_step: int | None = Field(None, description="TEST ONLY: kill a worker once at this step")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if not self.data:
+            raise ValueError("data: at least one file")
+        return self
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``key=value`` (dotted keys for nesting, values parsed as YAML): ``lora.r=8``, ``lora=null``."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        target = raw
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
+        target[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Load a YAML config; relative data paths and output_dir resolve against the config's folder's parent
+    (the project root for ``train_configs/*.yaml``)."""
+    path = Path(path)
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    raw = apply_overrides(raw, overrides or [])
+    if isinstance(raw.get("data"), str):
+        raw["data"] = [raw["data"]]
+    base = path.resolve().parent.parent
+    for i, item in enumerate(raw.get("data") or []):
+        if isinstance(item, str) and not Path(item).is_absolute():
+            raw["data"][i] = str((base / item).resolve())
+    if isinstance(raw.get("output_dir"), str) and not Path(raw["output_dir"]).is_absolute():
+        raw["output_dir"] = str((base / raw["output_dir"]).resolve())
+    model = raw.get("model")
+    if isinstance(model, str) and model.startswith(("./", "../")):
+        raw["model"] = str((base / model).resolve())
+    return TrainConfig(**raw)

@@ -1,0 +1,127 @@
+"""Turning pair rows into training tensors for each stage (pure functions of rows and a tokenizer).
+
+Truncation and templates come from the scorer and the judge module, so training sees exactly the
+sequences that scoring and serving will see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from gram_ray import judge
+from gram_ray.data import PairRow
+from gram_ray.scorer import encode_verdict, truncate_texts
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # [B, L] right-padded
+    attention_mask: torch.Tensor  # [B, L]
+    lengths: torch.Tensor  # [B]
+    target: torch.Tensor | None = None  # verdict: [B] int (0 = A) or float prob_a; bt: unused
+    labels: torch.Tensor | None = None  # pretrain: [B, L] with -100 on prompt and padding
+    truncated: int = 0  # texts cut to their token budget in this batch
+
+    @property
+    def tokens(self) -> int:
+        return int(self.lengths.sum())
+
+
+def _pad(sequences: Sequence[list[int]], pad_id: int, labels: Sequence[list[int]] | None = None) -> Batch:
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    lab = torch.full((len(sequences), width), -100, dtype=torch.long) if labels is not None else None
+    for i, seq in enumerate(sequences):
+        ids[i, : len(seq)] = torch.tensor(seq)
+        mask[i, : len(seq)] = 1
+        if lab is not None:
+            lab[i, : len(seq)] = torch.tensor(labels[i])  # type: ignore[index]
+    return Batch(ids, mask, torch.tensor([len(s) for s in sequences]), labels=lab)
+
+
+def _truncated_fields(rows: Sequence[PairRow], tokenizer: Any, max_prompt: int, max_response: int):
+    questions, q_cut = truncate_texts(tokenizer, [judge.render_question(r.pair.prompt) for r in rows], max_prompt)
+    responses, r_cut = truncate_texts(
+        tokenizer, [r.pair.response_a for r in rows] + [r.pair.response_b for r in rows], max_response
+    )
+    n = len(rows)
+    return questions, responses[:n], responses[n:], sum(q_cut) + sum(r_cut)
+
+
+def verdict_batch(
+    rows: Sequence[PairRow], tokenizer: Any, max_prompt: int, max_response: int,
+    both_orders: bool = True, soft_labels: bool = False,
+) -> Batch:
+    """Stage 2: verdict prompts; target = which response is better (or prob_a), per order."""
+    questions, a, b, truncated = _truncated_fields(rows, tokenizer, max_prompt, max_response)
+    sequences: list[list[int]] = []
+    targets: list[float] = []
+    for row, q, ra, rb in zip(rows, questions, a, b, strict=True):
+        if row.label is None and row.prob_a is None:
+            raise ValueError(f"line {row.line}: label: missing (the verdict loss needs labeled pairs)")
+        p_a = float(row.prob_a) if soft_labels and row.prob_a is not None else (1.0 if row.label == "A" else 0.0)
+        sequences.append(encode_verdict(tokenizer, q, ra, rb))
+        targets.append(p_a)
+        if both_orders:
+            sequences.append(encode_verdict(tokenizer, q, rb, ra))
+            targets.append(1.0 - p_a)
+    batch = _pad(sequences, tokenizer.pad_token_id)
+    target = torch.tensor(targets, dtype=torch.float32)
+    batch.target = target if soft_labels else (target < 0.5).long()  # hard: 0 = "A", 1 = "B"
+    batch.truncated = truncated
+    return batch
+
+
+def pretrain_batch(rows: Sequence[PairRow], tokenizer: Any, max_prompt: int, max_response: int) -> Batch:
+    """Stage 1: the question in the user turn, both answers as the assistant's reply; loss on the reply."""
+    questions, a, b, truncated = _truncated_fields(rows, tokenizer, max_prompt, max_response)
+    special = not judge.uses_chat_template(tokenizer)
+    sequences, labels = [], []
+    for q, ra, rb in zip(questions, a, b, strict=True):
+        prompt_text, target_text = judge.pretrain_texts(q, ra, rb)
+        prompt_ids = tokenizer(judge.chat_prompt(tokenizer, prompt_text), add_special_tokens=special)["input_ids"]
+        target_ids = tokenizer(target_text + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
+        sequences.append(prompt_ids + target_ids)
+        labels.append([-100] * len(prompt_ids) + target_ids)
+    batch = _pad(sequences, tokenizer.pad_token_id, labels)
+    batch.truncated = truncated
+    return batch
+
+
+def bt_batch(rows: Sequence[PairRow], tokenizer: Any, max_prompt: int, max_response: int) -> Batch:
+    """Bradley-Terry baseline: (question, better response) then (question, worse response), per pair."""
+    questions, a, b, truncated = _truncated_fields(rows, tokenizer, max_prompt, max_response)
+    sequences = []
+    for row, q, ra, rb in zip(rows, questions, a, b, strict=True):
+        better, worse = (ra, rb) if row.label == "A" else (rb, ra)
+        for response in (better, worse):
+            sequences.append(encode_response(tokenizer, q, response))
+    batch = _pad(sequences, tokenizer.pad_token_id)
+    batch.truncated = truncated
+    return batch
+
+
+def encode_response(tokenizer: Any, question: str, response: str) -> list[int]:
+    """A (question, response) conversation, for scalar reward heads."""
+    if judge.uses_chat_template(tokenizer):
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": response}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(f"{question}\n\n{response}", add_special_tokens=True)["input_ids"]
+
+
+def build_batch(stage: str, rows: Sequence[PairRow], tokenizer: Any, config: Any) -> Batch:
+    if stage == "pretrain":
+        return pretrain_batch(rows, tokenizer, config.max_prompt_tokens, config.max_response_tokens)
+    if stage == "finetune":
+        return verdict_batch(
+            rows, tokenizer, config.max_prompt_tokens, config.max_response_tokens, config.both_orders, config.soft_labels
+        )
+    if stage == "bt":
+        return bt_batch(rows, tokenizer, config.max_prompt_tokens, config.max_response_tokens)
+    raise ValueError(f"stage: unknown {stage!r}")

@@ -1,0 +1,341 @@
+"""The per-worker training loop run by Ray Train's ``TorchTrainer``.
+
+Data: every worker reads the (already validated) rows through Ray Data, orders them
+deterministically, and takes its rank's stride of a per-epoch seeded permutation. The data position
+is therefore just (epoch, micro-batch index), which a checkpoint stores and a resumed run skips to
+exactly. Checkpoints (every ``checkpoint_every`` steps) hold the trainable weights (the adapter for
+LoRA), optimizer, scheduler and data position; ``ray.train.report`` persists them and keeps the last
+``keep_checkpoints``. When a worker dies, Ray Train restarts the group from the latest one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gram_ray.data import atomic_writer, parse_pair_row
+from gram_ray.judge import VerdictTokens
+from gram_ray.models import (
+    cpu_supports_bf16,
+    load_causal_lm,
+    load_tokenizer,
+    resolve_attn_implementation,
+    resolve_model,
+)
+from gram_ray.train.config import TrainConfig
+from gram_ray.train.examples import build_batch
+from gram_ray.train.modules import stage_module, to_device
+
+STATE_FILE = "trainer_state.pt"
+POSITION_FILE = "position.json"
+MODEL_DIR = "model"
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------
+
+
+def build_model(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, source): the model with only the parameters to train requiring grad."""
+    source = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(source)
+    attn = resolve_attn_implementation("auto", device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    if cfg.stage == "bt":
+        from transformers import AutoModelForSequenceClassification
+
+        base = source.base if source.kind == "peft" else source
+        model = AutoModelForSequenceClassification.from_pretrained(base.path, num_labels=1, dtype=torch.float32, attn_implementation=attn)
+        model.config.pad_token_id = tokenizer.pad_token_id
+    else:
+        model = load_causal_lm(source, dtype=torch.float32, attn_implementation=attn, is_trainable=True)
+
+    if source.kind == "peft":
+        pass  # continue training the adapter it carries (e.g. stage 1 → stage 2)
+    elif cfg.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        n_layers = model.config.num_hidden_layers
+        layers = list(range(n_layers - cfg.lora.last_layers, n_layers)) if cfg.lora.last_layers else None
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                target_modules=cfg.lora.target_modules, layers_to_transform=layers,
+                task_type="SEQ_CLS" if cfg.stage == "bt" else "CAUSAL_LM",
+            ),
+        )
+    if cfg.gradient_checkpointing:
+        # Recomputes activations in the backward pass: less memory, ~30% more compute.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.to(device)
+    return model, tokenizer, source
+
+
+def compute_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
+    if cfg.dtype == "float32":
+        return torch.float32
+    if cfg.dtype == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """Arrow/numpy scalars and arrays from Ray Data as plain Python values."""
+    if hasattr(value, "tolist") and not isinstance(value, str | bytes):
+        return value.tolist()
+    return value
+
+
+def _order_key(record: dict[str, Any]) -> tuple[str, str]:
+    row_id = record.get("id", record.get("pair_id"))
+    return (str(record.get("path", "")), str(row_id) if row_id is not None else json.dumps(record, sort_keys=True, default=str))
+
+
+def load_rows(dataset_shard: Any) -> list[Any]:
+    """All rows of the Ray Data iterator, parsed, in a deterministic order (the rows were validated
+    with their line numbers on the driver, so parsing cannot fail here)."""
+    records = sorted(({k: _plain(v) for k, v in r.items()} for r in dataset_shard.iter_rows()), key=_order_key)
+    return [parse_pair_row(r, r.get("path", "data"), 0) for r in records]
+
+
+def epoch_batches(n_rows: int, epoch: int, rank: int, world: int, batch_size: int, seed: int) -> list[list[int]]:
+    """This rank's micro-batches (row indices) for one epoch; every rank gets the same number."""
+    order = list(range(n_rows))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    per_rank = n_rows // world
+    if per_rank == 0:
+        raise ValueError(f"data: {n_rows} rows cannot feed {world} workers")
+    mine = order[: per_rank * world][rank::world]
+    return [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
+
+
+def total_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    return cfg.epochs * math.ceil(batches_per_epoch / cfg.grad_accum)
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+def trainable_state(model: Any) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.named_parameters() if v.requires_grad}
+
+
+def save_checkpoint(directory: Path, model: Any, optimizer: Any, scheduler: Any, position: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    (directory / MODEL_DIR).mkdir(parents=True, exist_ok=True)
+    save_file(trainable_state(model), str(directory / MODEL_DIR / "trainable.safetensors"))
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "position": position},
+        directory / STATE_FILE,
+    )
+    (directory / POSITION_FILE).write_text(json.dumps(position))
+
+
+def latest_checkpoint_dir(storage: Path, run_id: str) -> Path | None:
+    """The newest complete checkpoint this run wrote to storage.
+
+    Ray Train registers a reported checkpoint when its controller next polls the workers; a worker
+    that dies right after reporting can beat that poll, and the restarted group is then handed no
+    checkpoint. The files are in storage all the same, so the loop falls back to them.
+    """
+    best, best_step = None, -1
+    for position_file in storage.glob(f"checkpoint_*/{POSITION_FILE}"):
+        try:
+            position = json.loads(position_file.read_text())
+        except (OSError, ValueError):
+            continue
+        complete = (position_file.parent / STATE_FILE).is_file()
+        if complete and position.get("run_id") == run_id and position.get("step", -1) > best_step:
+            best, best_step = position_file.parent, position["step"]
+    return best
+
+
+def load_checkpoint(directory: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    weights = load_file(str(directory / MODEL_DIR / "trainable.safetensors"))
+    missing = [k for k, v in model.named_parameters() if v.requires_grad and k not in weights]
+    if missing:
+        raise RuntimeError(f"checkpoint {directory} lacks trainable weights {missing[:3]}…")
+    model.load_state_dict(weights, strict=False)
+    state = torch.load(directory / STATE_FILE, weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["position"]
+
+
+def save_final(cfg: TrainConfig, model: Any, tokenizer: Any, source: Any, metrics: dict[str, Any]) -> Path:
+    """``<output_dir>/final``: a Hugging Face model directory, or a PEFT adapter directory whose
+    ``base_model_name_or_path`` is the base model's path (so plain transformers + peft load it)."""
+    final = Path(cfg.output_dir) / "final"
+    tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=cfg.output_dir))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    adapter_config = tmp / "adapter_config.json"
+    if adapter_config.is_file():
+        base = source.base if source.kind == "peft" else source
+        data = json.loads(adapter_config.read_text())
+        data["base_model_name_or_path"] = base.path
+        adapter_config.write_text(json.dumps(data, indent=2))
+    (tmp / "gram_training.json").write_text(json.dumps({"stage": cfg.stage, "config": cfg.model_dump(), "metrics": metrics}, indent=2))
+    if final.exists():
+        import shutil
+
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    import ray.train
+    import ray.train.torch
+    from ray.train import Checkpoint
+    from transformers import get_scheduler
+
+    cfg = TrainConfig(**loop_config["train"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.manual_seed(cfg.seed + rank)
+    device = ray.train.torch.get_device()
+
+    rows = load_rows(ray.train.get_dataset_shard("train"))
+    model, tokenizer, source = build_model(cfg, device)
+    verdict_ids = VerdictTokens.from_tokenizer(tokenizer).ids
+    batches_per_epoch = len(epoch_batches(len(rows), 0, rank, world, cfg.batch_size, cfg.seed))
+    steps = total_steps(cfg, batches_per_epoch)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * steps), num_training_steps=steps)
+
+    run_id = loop_config["run_id"]
+    position: dict[str, Any] = {"step": 0, "epoch": 0, "micro": 0, "tokens": 0, "resumed_from": [], "run_id": run_id}
+    checkpoint = ray.train.get_checkpoint()
+    fallback = None if checkpoint is not None else latest_checkpoint_dir(Path(loop_config["storage"]), run_id)
+    if checkpoint is not None or fallback is not None:
+        with checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext(fallback) as directory:
+            position = load_checkpoint(Path(directory), model, optimizer, scheduler)
+        position["resumed_from"] = [*position.get("resumed_from", []), position["step"]]
+        if rank == 0:
+            print(f"[gram-ray] resumed from the checkpoint at step {position['step']} "
+                  f"(epoch {position['epoch']}, micro-batch {position['micro']})", flush=True)
+
+    wrapped = ray.train.torch.prepare_model(stage_module(cfg.stage, model, verdict_ids, cfg.label_smoothing), parallel_strategy=cfg.strategy)
+    dtype = compute_dtype(cfg, device)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+    model.train()
+
+    n_trainable = sum(p.numel() for p in params)
+    if rank == 0:
+        print(f"[gram-ray] {cfg.stage}: {len(rows)} rows, {world} workers, {steps} steps, "
+              f"{n_trainable:,} trainable parameters, compute {str(dtype).removeprefix('torch.')}", flush=True)
+
+    start_time, start_step = time.perf_counter(), position["step"]
+    window_loss, window_n, window_tokens, truncated = 0.0, 0, 0, 0
+    first_loss = last_loss = None
+    fail_marker = Path(cfg.output_dir) / ".fail_injected"
+    while position["step"] < steps:
+        batches = epoch_batches(len(rows), position["epoch"], rank, world, cfg.batch_size, cfg.seed)
+        while position["micro"] < len(batches) and position["step"] < steps:
+            group = batches[position["micro"] : position["micro"] + cfg.grad_accum]
+            step_loss = 0.0
+            for k, indices in enumerate(group):
+                batch = to_device(build_batch(cfg.stage, [rows[i] for i in indices], tokenizer, cfg), device)
+                sync = contextlib.nullcontext() if k == len(group) - 1 or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+                with sync, autocast:
+                    loss = wrapped(batch) / len(group)
+                loss.backward()
+                step_loss += loss.item()
+                window_tokens += batch.tokens
+                truncated += batch.truncated
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            position["micro"] += len(group)
+            position["step"] += 1
+            window_loss += step_loss
+            window_n += 1
+
+            step = position["step"]
+            if cfg.fail_at_step == step and rank == world - 1 and not fail_marker.exists():
+                fail_marker.touch()  # TEST ONLY: die once, after this step's update, before its report
+                os._exit(1)
+
+            log_now = step % cfg.log_every == 0 or step == steps
+            checkpoint_now = step % cfg.checkpoint_every == 0 or step == steps
+            if not (log_now or checkpoint_now):
+                continue
+            loss_value = _mean_across_workers(window_loss / max(window_n, 1), world, device)
+            tokens = _mean_across_workers(float(window_tokens), world, device) * world
+            elapsed = time.perf_counter() - start_time
+            position["tokens"] += int(tokens)
+            done = step - start_step
+            metrics = {
+                "step": step, "total_steps": steps, "epoch": position["epoch"], "loss": loss_value,
+                "lr": scheduler.get_last_lr()[0], "tokens_per_s": tokens / max(elapsed, 1e-9) if done else 0.0,
+                "eta_s": elapsed / done * (steps - step) if done else None, "truncated_texts": truncated,
+                "resumed_from": position["resumed_from"],
+            }
+            first_loss = loss_value if first_loss is None else first_loss
+            last_loss = loss_value
+            window_loss, window_n, window_tokens = 0.0, 0, 0
+            start_time, start_step = time.perf_counter(), step
+            if rank == 0:
+                eta = "-" if metrics["eta_s"] is None else f"{metrics['eta_s']:.0f}s"
+                print(f"[gram-ray] step {step}/{steps} loss {loss_value:.4f} lr {metrics['lr']:.2e} "
+                      f"tokens/s {metrics['tokens_per_s']:.0f} eta {eta}", flush=True)
+            if checkpoint_now and rank == 0:
+                with tempfile.TemporaryDirectory() as tmp:
+                    save_checkpoint(Path(tmp), model, optimizer, scheduler, dict(position))
+                    ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
+            else:
+                ray.train.report(metrics)
+        if position["micro"] >= len(batches):
+            position["epoch"] += 1
+            position["micro"] = 0
+
+    if rank == 0:
+        summary = {
+            "stage": cfg.stage, "steps": position["step"], "epochs_completed": position["epoch"], "rows": len(rows),
+            "workers": world, "first_loss": first_loss, "final_loss": last_loss, "tokens": position["tokens"],
+            "trainable_parameters": n_trainable, "resumed_from": position["resumed_from"], "truncated_texts": truncated,
+        }
+        final = save_final(cfg, model, tokenizer, source, summary)
+        with atomic_writer(Path(cfg.output_dir) / "metrics.json") as f:
+            json.dump({**summary, "final_model": str(final)}, f, indent=2)
+
+
+def _mean_across_workers(value: float, world: int, device: torch.device) -> float:
+    if world == 1 or not torch.distributed.is_initialized():
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return t.item() / world

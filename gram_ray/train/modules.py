@@ -1,0 +1,108 @@
+"""One ``nn.Module`` per stage around the Hugging Face model, returning that stage's loss.
+
+Wrapping the computation in a module (rather than calling the decoder from the training loop) keeps
+it inside DDP's / FSDP's ``forward``, so gradient synchronisation sees it. None of the stages ever
+materialises full-vocabulary logits where it does not need them:
+
+* finetune: the decoder's last hidden state × the two verdict rows of the lm_head;
+* pretrain: the lm_head only at positions whose next token is a target (the responses);
+* bt: a scalar head on the last token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gram_ray.head import (
+    apply_logit_transforms,
+    decoder_of,
+    last_token_hidden,
+    unwrap,
+    verdict_logits,
+    verdict_rows,
+)
+from gram_ray.losses import bradley_terry_loss, verdict_loss
+from gram_ray.train.examples import Batch
+
+
+class VerdictLoss(nn.Module):
+    """Stage 2: cross-entropy over the "A"/"B" logits at the verdict position, label-smoothed."""
+
+    def __init__(self, model: nn.Module, verdict_ids: list[int], label_smoothing: float):
+        super().__init__()
+        self.model = model
+        self.verdict_ids = verdict_ids
+        self.label_smoothing = label_smoothing
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        hidden = decoder_of(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        weight, bias = verdict_rows(self.model, self.verdict_ids)
+        return verdict_logits(last_token_hidden(hidden, batch.lengths), weight, bias, unwrap(self.model).config)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return verdict_loss(self.logits(batch), batch.target.to(batch.input_ids.device), self.label_smoothing)
+
+
+class ResponseLMLoss(nn.Module):
+    """Stage 1: next-token loss on the response tokens only (labels are -100 elsewhere)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        hidden = decoder_of(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        targets = batch.labels[:, 1:].to(hidden.device)
+        keep = targets != -100
+        head = unwrap(self.model).get_output_embeddings()
+        logits = apply_logit_transforms(head(hidden[:, :-1][keep]).float(), unwrap(self.model).config)
+        return F.cross_entropy(logits, targets[keep])
+
+
+class BradleyTerryLoss(nn.Module):
+    """Discriminative baseline: a scalar head on the last token, ``-log σ(r_better - r_worse)``.
+
+    ``model`` is an ``AutoModelForSequenceClassification`` (num_labels=1), so the trained model
+    saves and loads as a standard reward model; the last token is taken from the lengths rather
+    than from pad-token detection, since chat templates reuse the pad token (EOS) inside sequences.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def rewards(self, batch: Batch) -> torch.Tensor:
+        inner = unwrap(self.model)
+        hidden = getattr(inner, inner.base_model_prefix)(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask
+        ).last_hidden_state
+        return inner.score(last_token_hidden(hidden, batch.lengths)).squeeze(-1).float()
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        rewards = self.rewards(batch)
+        return bradley_terry_loss(rewards[0::2], rewards[1::2])
+
+
+def stage_module(stage: str, model: nn.Module, verdict_ids: list[int], label_smoothing: float) -> nn.Module:
+    if stage == "finetune":
+        return VerdictLoss(model, verdict_ids, label_smoothing)
+    if stage == "pretrain":
+        return ResponseLMLoss(model)
+    if stage == "bt":
+        return BradleyTerryLoss(model)
+    raise ValueError(f"stage: unknown {stage!r}")
+
+
+def to_device(batch: Batch, device: Any) -> Batch:
+    return Batch(
+        input_ids=batch.input_ids.to(device),
+        attention_mask=batch.attention_mask.to(device),
+        lengths=batch.lengths.to(device),
+        target=None if batch.target is None else batch.target.to(device),
+        labels=None if batch.labels is None else batch.labels.to(device),
+        truncated=batch.truncated,
+    )

@@ -1,0 +1,122 @@
+"""Run a training job: ``gram-ray train train_configs/finetune.yaml [--set key=value …]``.
+
+Also as a Ray job on a cluster: ``ray job submit --working-dir . -- gram-ray train train_configs/finetune.yaml``
+(``gram-ray train`` joins the cluster in ``RAY_ADDRESS`` or the job's own, else starts a local one).
+
+Before any worker starts, every data file is validated line by line: a malformed row stops the job
+with ``FILE:LINE: FIELD: problem``, or with ``skip_bad_rows`` is dropped and counted (the cleaned
+rows are written to ``<output_dir>/data/`` and that is what Ray Data reads).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from gram_ray.data import atomic_writer, iter_jsonl, read_pairs
+from gram_ray.train.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+class TrainResult(BaseModel):
+    output_dir: str
+    final_model: str
+    metrics: dict[str, Any]
+    skipped_rows: int
+    checkpoint: str | None
+
+
+def prepare_data(cfg: TrainConfig) -> tuple[list[str], int]:
+    """Validate every file; return the files Ray Data should read and how many rows were skipped."""
+    files: list[str] = []
+    skipped_total = 0
+    for path in cfg.data:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"data: {path} does not exist")
+        rows, skipped = read_pairs(path, skip_bad_rows=cfg.skip_bad_rows, limit=cfg.limit)
+        for error in skipped:
+            logger.warning("skipping %s", error)
+        skipped_total += len(skipped)
+        if not rows:
+            raise ValueError(f"data: {path} has no usable rows")
+        if cfg.stage in ("finetune", "bt"):
+            unlabeled = [r for r in rows if r.label is None and r.prob_a is None]
+            if unlabeled:
+                raise ValueError(f"{path}:{unlabeled[0].line}: label: missing (stage {cfg.stage} needs labeled pairs)")
+        if skipped or cfg.limit is not None:
+            # Ray Data reads exactly the rows that passed validation.
+            keep = {r.line for r in rows}
+            clean = Path(cfg.output_dir) / "data" / (Path(path).name.removesuffix(".gz").removesuffix(".jsonl") + ".jsonl")
+            with atomic_writer(clean) as f:
+                for line, obj in iter_jsonl_lenient(path):
+                    if line in keep:
+                        f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            files.append(str(clean))
+        else:
+            files.append(str(path))
+    return files, skipped_total
+
+
+def iter_jsonl_lenient(path: str):
+    """Like iter_jsonl but yields nothing for lines it cannot parse (they were already reported)."""
+    try:
+        yield from iter_jsonl(path)
+    except ValueError:
+        return
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    import ray
+    import ray.data
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from gram_ray.train.loop import train_loop_per_worker
+
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.output_dir) / ".fail_injected").unlink(missing_ok=True)
+    files, skipped = prepare_data(cfg)
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=True)
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    dataset = ray.data.read_json(files, include_paths=True)
+    storage = Path(cfg.output_dir).resolve() / "ray"
+    resources = cfg.resources_per_worker or ({"CPU": 1, "GPU": 1} if cfg.use_gpu else {"CPU": 1})
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"train": cfg.model_dump(), "run_id": uuid.uuid4().hex, "storage": str(storage / "run")},
+        scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(
+            name="run",
+            storage_path=str(storage),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+        ),
+        datasets={"train": dataset},
+        # Every worker sees all rows and takes its own deterministic stride (see loop.epoch_batches),
+        # which makes the data position exact on resume.
+        dataset_config=DataConfig(datasets_to_split=[]),
+    )
+    result = trainer.fit()
+    metrics_path = Path(cfg.output_dir) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["skipped_rows"] = skipped
+    with atomic_writer(metrics_path) as f:
+        json.dump(metrics, f, indent=2)
+    return TrainResult(
+        output_dir=cfg.output_dir,
+        final_model=metrics["final_model"],
+        metrics=metrics,
+        skipped_rows=skipped,
+        checkpoint=result.checkpoint.path if result.checkpoint else None,
+    )
+

@@ -1,0 +1,170 @@
+"""Ray Train jobs on a tiny model: two CPU workers, a few dozen real rows per stage."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from gram_ray.data import DataError
+from gram_ray.train.config import TrainConfig, load_train_config
+from gram_ray.train.loop import epoch_batches
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def slice_rows(name: str, n: int, dest: Path) -> Path:
+    if not (DATA / name).is_file():
+        pytest.skip("shared data not present")
+    with gzip.open(DATA / name, "rt") as f:
+        lines = [next(f) for _ in range(n)]
+    out = dest / name.removesuffix(".gz")
+    out.write_text("".join(lines))
+    return out
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def config(tmp_path, model, data, stage="finetune", **overrides) -> TrainConfig:
+    base = dict(
+        stage=stage, model=str(model), data=[str(data)], output_dir=str(tmp_path / "out"), num_workers=2,
+        batch_size=4, max_steps=8, lr=5e-3, warmup_ratio=0.0, scheduler="constant_with_warmup",
+        max_prompt_tokens=32, max_response_tokens=24, lora={"r": 8, "alpha": 16, "dropout": 0.0},
+        checkpoint_every=4, log_every=4, dtype="float32",
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_epoch_batches_shard_disjointly_and_evenly():
+    shards = [epoch_batches(23, epoch=1, rank=r, world=2, batch_size=4, seed=0) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 3
+    flat = [i for shard in shards for batch in shard for i in batch]
+    assert len(flat) == len(set(flat)) == 22  # 23 // 2 * 2 rows, none twice
+    assert epoch_batches(23, 1, 0, 2, 4, 0) == shards[0]  # deterministic: the resume position is exact
+    assert epoch_batches(23, 2, 0, 2, 4, 0) != shards[0]  # reshuffled each epoch
+
+
+def test_finetune_two_workers(ray_cluster, tmp_path, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+    from gram_ray.train.run import train
+
+    data = slice_rows("train_labeled.jsonl.gz", 32, tmp_path)
+    result = train(config(tmp_path, tiny_model_dir, data, lora={"r": 8, "alpha": 16, "dropout": 0.0, "last_layers": 1}))
+    metrics = result.metrics
+    assert metrics["steps"] == 8 and metrics["workers"] == 2
+    assert metrics["final_loss"] < metrics["first_loss"]
+    final = Path(result.final_model)
+    adapter = json.loads((final / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_model_dir)
+    # LoRA on the last layer only: the adapter holds LoRA weights of layer 1 and nothing else.
+    keys = load_file(str(final / "adapter_model.safetensors")).keys()
+    assert keys and all("lora_" in k and ".layers.1." in k for k in keys)
+    # The artifact loads in the scorer, and the adapter changes its verdicts.
+    tuned = GramScorer.from_config(ScorerConfig(model=str(final), dtype="float32"))
+    base = GramScorer.from_config(ScorerConfig(model=str(tiny_model_dir), dtype="float32"))
+    pair = [Pair("q?", "an answer", "another answer")]
+    assert tuned.score(pair)[0].p_ab != pytest.approx(base.score(pair)[0].p_ab, abs=1e-6)
+    # LoRA changed only adapter weights: the base weights inside the tuned model are the originals.
+    base_state = base.model.state_dict()
+    for name, value in tuned.model.get_base_model().state_dict().items():
+        if "lora_" not in name:
+            clean = name.replace(".base_layer", "")
+            assert torch.equal(value, base_state[clean]), name
+    assert (Path(result.output_dir) / "metrics.json").is_file()
+
+
+def test_pretrain_then_finetune_from_the_stage1_adapter(ray_cluster, tmp_path, tiny_model_dir):
+    from gram_ray.train.run import train
+
+    unlabeled = slice_rows("train_unlabeled.jsonl.gz", 16, tmp_path)
+    stage1 = train(config(tmp_path / "s1", tiny_model_dir, unlabeled, stage="pretrain", batch_size=2, lr=1e-2))
+    assert stage1.metrics["final_loss"] < stage1.metrics["first_loss"]
+    labeled = slice_rows("train_labeled.jsonl.gz", 16, tmp_path)
+    stage2 = train(config(tmp_path / "s2", stage1.final_model, labeled, max_steps=2, checkpoint_every=2, log_every=1))
+    adapter = json.loads((Path(stage2.final_model) / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == str(tiny_model_dir)  # the stage-1 adapter, trained further
+
+
+def test_adapt_on_chosen_rejected_rows_and_bt_baseline(ray_cluster, tmp_path, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from gram_ray.train.run import train
+
+    adapt = slice_rows("adapt_hh_harmless.jsonl.gz", 16, tmp_path)
+    result = train(config(tmp_path / "adapt", tiny_model_dir, adapt, max_steps=2, checkpoint_every=2))
+    assert result.metrics["steps"] == 2
+    labeled = slice_rows("train_labeled.jsonl.gz", 24, tmp_path)
+    bt = train(config(tmp_path / "bt", tiny_model_dir, labeled, stage="bt"))
+    assert bt.metrics["final_loss"] < bt.metrics["first_loss"]
+    base = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=1)
+    model = PeftModel.from_pretrained(base, bt.final_model)
+    assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.shape == (1, 1)
+
+
+def test_resume_after_a_worker_failure(ray_cluster, tmp_path, tiny_model_dir):
+    from gram_ray.train.run import train
+
+    data = slice_rows("train_labeled.jsonl.gz", 16, tmp_path)
+    cfg = config(tmp_path, tiny_model_dir, data, max_steps=6, checkpoint_every=2, log_every=1, fail_at_step=3, max_failures=1)
+    result = train(cfg)
+    assert result.metrics["steps"] == 6
+    assert result.metrics["resumed_from"] == [2]  # continued from the step-2 checkpoint, not from scratch
+
+
+def test_bad_rows_stop_the_job_with_their_line(tmp_path, tiny_model_dir):
+    from gram_ray.train.run import prepare_data
+
+    good = json.dumps({"prompt": "q", "response_a": "a", "response_b": "b", "label": "A"})
+    data = tmp_path / "bad.jsonl"
+    data.write_text("\n".join([good, good, json.dumps({"prompt": "q", "response_a": "a", "label": "A"}), good]) + "\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:3: response_b: missing"):
+        prepare_data(config(tmp_path, tiny_model_dir, data))
+    files, skipped = prepare_data(config(tmp_path, tiny_model_dir, data, skip_bad_rows=True))
+    assert skipped == 1 and len(Path(files[0]).read_text().splitlines()) == 3
+    unlabeled = tmp_path / "unlabeled.jsonl"
+    unlabeled.write_text(json.dumps({"prompt": "q", "response_a": "a", "response_b": "b"}) + "\n")
+    with pytest.raises(ValueError, match="label: missing"):
+        prepare_data(config(tmp_path, tiny_model_dir, unlabeled))
+
+
+TRAIN_CONFIGS = sorted((ROOT / "train_configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
+def test_train_configs_validate(path):
+    cfg = load_train_config(path)
+    for item in cfg.data:
+        assert Path(item).is_absolute()
+        if DATA.is_dir():
+            assert Path(item).is_file(), item
+    assert Path(cfg.output_dir).is_absolute()
+    assert {"model", "data", "output_dir", "num_workers", "use_gpu", "max_steps"} <= set(yaml.safe_load(path.read_text()))
+
+
+def test_the_expected_configs_exist():
+    assert {p.name for p in TRAIN_CONFIGS} >= {"pretrain.yaml", "finetune.yaml", "adapt.yaml", "bt_baseline.yaml"}
+
+
+def test_overrides():
+    cfg = load_train_config(ROOT / "train_configs" / "finetune.yaml", ["lora.r=4", "max_steps=3", "use_gpu=true"])
+    assert cfg.lora.r == 4 and cfg.max_steps == 3 and cfg.use_gpu is True
+    assert load_train_config(ROOT / "train_configs" / "finetune.yaml", ["lora=null"]).lora is None
+    with pytest.raises(ValueError, match="key=value"):
+        load_train_config(ROOT / "train_configs" / "finetune.yaml", ["lora.r"])
+    with pytest.raises(ValueError):
+        load_train_config(ROOT / "train_configs" / "finetune.yaml", ["no_such_field=1"])

@@ -1,0 +1,44 @@
+"""The stage losses against the plain full-vocabulary computations they replace."""
+
+import pytest
+import torch
+
+from gram_ray.data import PairRow
+from gram_ray.losses import masked_lm_loss, verdict_loss
+from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+from gram_ray.train.examples import pretrain_batch, verdict_batch
+from gram_ray.train.modules import ResponseLMLoss, VerdictLoss
+
+ROWS = [
+    PairRow(1, Pair("What is 2+2?", "4", "five, I think"), label="A", prob_a=0.9),
+    PairRow(2, Pair("Name a colour.", "Blue " * 30, "Red."), label="B", prob_a=0.2),
+]
+
+
+def test_verdict_batch_uses_both_orders_and_flips_targets(smol_tokenizer):
+    batch = verdict_batch(ROWS, smol_tokenizer, 64, 16, both_orders=True)
+    assert batch.input_ids.shape[0] == 4 and batch.target.tolist() == [0, 1, 1, 0]
+    soft = verdict_batch(ROWS, smol_tokenizer, 64, 16, both_orders=True, soft_labels=True)
+    assert soft.target.tolist() == pytest.approx([0.9, 0.1, 0.2, 0.8])
+    assert batch.truncated == 1  # "Blue " * 30 is over 16 tokens
+
+
+def test_verdict_module_matches_the_scorer_and_the_loss(tiny_model, smol_tokenizer):
+    scorer = GramScorer(tiny_model, smol_tokenizer, ScorerConfig(dtype="float32", max_response_tokens=16, max_prompt_tokens=64))
+    module = VerdictLoss(tiny_model, scorer.tokens.ids, label_smoothing=0.1)
+    batch = verdict_batch(ROWS, smol_tokenizer, 64, 16)
+    with torch.no_grad():
+        logits = module.logits(batch)
+        p_first = torch.softmax(logits, -1)[:, 0]
+        expected = scorer.score([r.pair for r in ROWS])
+        assert p_first[0].item() == pytest.approx(expected[0].p_ab, abs=1e-5)
+        assert 1 - p_first[1].item() == pytest.approx(expected[0].p_ba, abs=1e-5)
+        assert module(batch).item() == pytest.approx(verdict_loss(logits, batch.target, 0.1).item(), abs=1e-6)
+
+
+def test_response_lm_loss_equals_the_full_vocab_masked_loss(tiny_model, smol_tokenizer):
+    batch = pretrain_batch(ROWS, smol_tokenizer, 64, 16)
+    assert (batch.labels != -100).sum() < batch.attention_mask.sum()  # the prompt is not a target
+    with torch.no_grad():
+        full = tiny_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        assert ResponseLMLoss(tiny_model)(batch).item() == pytest.approx(masked_lm_loss(full, batch.labels).item(), abs=1e-5)
