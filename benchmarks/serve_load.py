@@ -72,7 +72,7 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from gram_ray.serve.app import build_app
+    from gram_ray.serve.app import build_application
     from gram_ray.serve.config import AppConfig
 
     rows, _ = read_pairs(DATA, limit=args.requests)
@@ -98,7 +98,7 @@ def main() -> None:
         config = AppConfig(
             scorer=scorer_config, batching={"max_batch_size": batch_size, "batch_wait_timeout_s": 0.01}, grpc={"port": port}
         )
-        app = build_app(
+        app = build_application(
             config,
             scorer_options={"num_replicas": 1, "ray_actor_options": {"num_cpus": cpus, "num_gpus": gpus}},
             ingress_options={"ray_actor_options": {"num_cpus": 0}},

@@ -24,6 +24,15 @@ def test_serve_config_validates(path):
     for app in schema.applications:
         assert app.import_path == "gram_ray.serve.app:build_app"
         config = AppConfig(**app.args)
+        # Serve calls the builder with the args dict as its single parameter.
+        import inspect
+
+        from ray.serve import Application
+
+        from gram_ray.serve.app import build_app
+
+        assert len(inspect.signature(build_app).parameters) == 1
+        assert isinstance(build_app(app.args), Application)
         names = {d.name for d in app.deployments}
         assert names == {"GramScorer", "RewardComparator"}
         scorer = next(d for d in app.deployments if d.name == "GramScorer")

@@ -35,7 +35,7 @@ def service(tiny_model_dir):
     import ray
     from ray import serve
 
-    from gram_ray.serve.app import build_app
+    from gram_ray.serve.app import build_application
 
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     grpc_port, http_port = free_port(), free_port()
@@ -46,7 +46,7 @@ def service(tiny_model_dir):
         grpc=GrpcConfig(port=grpc_port),
         limits=LimitsConfig(max_pairs_per_request=50, max_rank_responses=8, max_text_chars=5000),
     )
-    serve.run(build_app(config), name="gram", route_prefix="/")
+    serve.run(build_application(config), name="gram", route_prefix="/")
     yield {"address": f"127.0.0.1:{grpc_port}", "http": f"http://127.0.0.1:{http_port}", "config": config}
     serve.shutdown()
     ray.shutdown()

@@ -16,13 +16,17 @@ from gram_ray.serve.ingress import ComparatorIngress
 from gram_ray.serve.scorer_deployment import ScorerDeployment
 
 
-def build_app(
-    args: dict[str, Any] | AppConfig | None = None,
+def build_app(args: dict[str, Any]) -> Application:
+    """The builder ``serve run`` calls with the YAML's ``args:`` (Serve requires exactly one parameter)."""
+    return build_application(AppConfig(**(args or {})))
+
+
+def build_application(
+    config: AppConfig,
     scorer_options: dict[str, Any] | None = None,
     ingress_options: dict[str, Any] | None = None,
 ) -> Application:
     """The application graph. ``*_options`` (``.options()`` of each deployment) serve Python callers;
     ``serve run`` takes the same settings from the YAML's ``deployments:`` list."""
-    config = args if isinstance(args, AppConfig) else AppConfig(**(args or {}))
     scorer = ScorerDeployment.options(**(scorer_options or {})).bind(config.scorer.model_dump(), config.batching.model_dump())
     return ComparatorIngress.options(**(ingress_options or {})).bind(scorer, config.model_dump())
