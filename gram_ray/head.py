@@ -70,3 +70,18 @@ def last_token_hidden(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
     """``[B, L, H]`` right-padded hidden states → ``[B, H]`` at each row's last real token."""
     index = (lengths - 1).to(hidden.device)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
+
+
+def is_scalar_head(model: Any) -> bool:
+    return type(unwrap(model)).__name__.endswith("ForSequenceClassification")
+
+
+def scalar_rewards(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``[B]`` fp32 rewards of a sequence classifier (num_labels=1) at each row's last real token.
+
+    The last token comes from the lengths, not from pad-token detection: chat templates reuse the pad
+    token (EOS) inside sequences.
+    """
+    inner = unwrap(model)
+    hidden = getattr(inner, inner.base_model_prefix)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return inner.score(last_token_hidden(hidden, lengths)).squeeze(-1).float()

@@ -258,6 +258,19 @@ def load_tokenizer(source: ModelSource, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
+def is_scalar_reward_model(source: ModelSource) -> bool:
+    """A discriminative reward model (a scalar head, e.g. the Bradley-Terry baseline) rather than a
+    generative judge: a PEFT adapter of task type SEQ_CLS, or a *ForSequenceClassification checkpoint."""
+    path = Path(source.path)
+    if source.kind == "peft":
+        return json.loads((path / "adapter_config.json").read_text()).get("task_type") == "SEQ_CLS"
+    config = path / "config.json"
+    if source.kind == "hub" or not config.is_file():
+        return False
+    architectures = json.loads(config.read_text()).get("architectures") or []
+    return any(a.endswith("ForSequenceClassification") for a in architectures)
+
+
 def load_causal_lm(
     source: ModelSource,
     dtype: torch.dtype = torch.float32,
@@ -267,12 +280,13 @@ def load_causal_lm(
     trust_remote_code: bool = False,
     is_trainable: bool = False,
 ) -> Any:
-    """Load a causal LM (PEFT adapters applied on their resolved base) in eval mode.
+    """Load a causal LM (PEFT adapters applied on their resolved base) in eval mode; a scalar reward
+    model (:func:`is_scalar_reward_model`) loads as a sequence classifier with one output.
 
     ``device_map`` (e.g. ``"auto"``) spreads a model too large for one GPU across all visible GPUs;
     otherwise the model is moved to ``device``.
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     base = source.base if source.kind == "peft" else source
     assert base is not None
@@ -283,8 +297,12 @@ def load_causal_lm(
     }
     if device_map is not None:
         kwargs["device_map"] = device_map
+    if is_scalar_reward_model(source):
+        auto_class, kwargs["num_labels"] = AutoModelForSequenceClassification, 1
+    else:
+        auto_class = AutoModelForCausalLM
     try:
-        model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
+        model = auto_class.from_pretrained(base.path, **kwargs)
     except OSError as exc:
         if base.kind == "hub":
             raise _hub_error(base.path, exc) from exc

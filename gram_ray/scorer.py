@@ -27,7 +27,14 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from gram_ray import judge
-from gram_ray.head import decoder_of, last_token_hidden, verdict_logits, verdict_rows
+from gram_ray.head import (
+    decoder_of,
+    is_scalar_head,
+    last_token_hidden,
+    scalar_rewards,
+    verdict_logits,
+    verdict_rows,
+)
 from gram_ray.judge import Orders, Prompt, VerdictTokens
 from gram_ray.models import (
     Dtype,
@@ -134,6 +141,15 @@ def encode_verdict(tokenizer: Any, question: str, response_a: str, response_b: s
     return tokenizer(text, add_special_tokens=not judge.uses_chat_template(tokenizer))["input_ids"]
 
 
+def encode_response(tokenizer: Any, question: str, response: str) -> list[int]:
+    """A (question, response) conversation, for scalar reward heads (the Bradley-Terry baseline)."""
+    if judge.uses_chat_template(tokenizer):
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": response}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(f"{question}\n\n{response}", add_special_tokens=True)["input_ids"]
+
+
 def pack_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int) -> list[list[int]]:
     """Indices grouped into batches, longest first, each under the padded-token budget.
 
@@ -164,14 +180,21 @@ class GramScorer:
         self.source = source
         self.tokens = VerdictTokens.from_tokenizer(tokenizer)
         self.stats = ScorerStats()
+        # A scalar reward model (the Bradley-Terry baseline) scores each response on its own and
+        # compares rewards; a generative judge reads the verdict of the pair.
+        self.scalar = is_scalar_head(model)
+        self._add_special = not judge.uses_chat_template(tokenizer)
+        self._prefix_ids: list[int] = []
+        self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        if self.scalar:
+            inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+            self._decoder = getattr(inner, inner.base_model_prefix)
+            return
         self._decoder = decoder_of(model)
         weight, bias = verdict_rows(model, self.tokens.ids)
         # Detached fp32 copies: scoring never needs gradients, and fp32 keeps the margin exact.
         self._weight = weight.detach().float().clone()
         self._bias = None if bias is None else bias.detach().float().clone()
-        self._add_special = not judge.uses_chat_template(tokenizer)
-        self._prefix_ids: list[int] = []
-        self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         if self.config.share_prefix and self._prefix_sharing_supported():
             self._prefix_ids = self._common_prefix_ids()
 
@@ -199,6 +222,7 @@ class GramScorer:
         described = self.source.describe() if self.source else {"spec": None}
         return {
             **described,
+            "head": "scalar (Bradley-Terry)" if self.scalar else "generative verdict",
             "verdict_tokens": {"A": self.tokens.a, "B": self.tokens.b},
             "max_prompt_tokens": self.config.max_prompt_tokens,
             "max_response_tokens": self.config.max_response_tokens,
@@ -221,6 +245,8 @@ class GramScorer:
         if not pairs:
             return []
         texts, truncations = self._truncate(pairs)
+        if self.scalar:
+            return self._score_scalar(texts, truncations, orders)
         sequences: list[list[int]] = []
         for question, a, b in texts:
             sequences.append(self._encode(question, a, b))
@@ -235,6 +261,31 @@ class GramScorer:
             results.append(PairScore(judge.combine_orders(p_ab, p_ba), p_ab, p_ba, truncation))
         self.stats.pairs += len(pairs)
         return results
+
+    def _score_scalar(self, texts: list[tuple[str, str, str]], truncations: list[Truncation], orders: str) -> list[PairScore]:
+        """Bradley-Terry: p(A better) = σ(r_A - r_B); position plays no role, so both orders agree."""
+        sequences = [encode_response(self.tokenizer, q, a) for q, a, _ in texts]
+        sequences += [encode_response(self.tokenizer, q, b) for q, _, b in texts]
+        rewards = self.rewards(sequences)
+        n = len(texts)
+        results = []
+        for i, truncation in enumerate(truncations):
+            p = float(torch.sigmoid(rewards[i] - rewards[n + i]))
+            results.append(PairScore(p, p, p if orders == "both" else None, truncation))
+        self.stats.pairs += n
+        return results
+
+    @torch.inference_mode()
+    def rewards(self, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
+        """``[N]`` scalar rewards of a sequence-classification model, in input order."""
+        out = torch.empty(len(sequences), dtype=torch.float32)
+        for batch in pack_batches([len(s) for s in sequences], self.max_batch_tokens, self.config.max_batch_size):
+            ids, mask, lengths = self._pad([list(sequences[i]) for i in batch])
+            device = self.input_device
+            out[torch.tensor(batch)] = scalar_rewards(self.model, ids.to(device), mask.to(device), lengths.to(device)).cpu()
+            self.stats.batches += 1
+        self.stats.sequences += len(sequences)
+        return out
 
     def verdict_probabilities(self, sequences: Sequence[Sequence[int]]) -> list[float]:
         """P("A") over {"A", "B"} at the end of each token sequence, in input order."""
@@ -333,16 +384,21 @@ class GramScorer:
     # Forward
     # ------------------------------------------------------------------------------------------
 
-    def _forward(self, rows: list[list[int]], with_prefix: bool) -> torch.Tensor:
-        device = self.input_device
+    def _pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded ids, attention mask and lengths."""
         lengths = torch.tensor([len(r) for r in rows])
         width = int(lengths.max())
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
             input_ids[i, : len(r)] = torch.tensor(r)
             mask[i, : len(r)] = 1
+        return input_ids, mask, lengths
+
+    def _forward(self, rows: list[list[int]], with_prefix: bool) -> torch.Tensor:
+        device = self.input_device
+        input_ids, mask, lengths = self._pad(rows)
+        width = input_ids.shape[1]
         kwargs: dict[str, Any] = {}
         if with_prefix:
             from transformers import DynamicCache

@@ -114,6 +114,15 @@ def test_adapt_on_chosen_rejected_rows_and_bt_baseline(ray_cluster, tmp_path, ti
     base = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=1)
     model = PeftModel.from_pretrained(base, bt.final_model)
     assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.shape == (1, 1)
+    # Servable for comparison: the same scorer (hence the service and `gram-ray score`) loads it.
+    from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+
+    scorer = GramScorer.from_config(ScorerConfig(model=bt.final_model, dtype="float32"))
+    assert scorer.scalar and scorer.info()["head"].startswith("scalar")
+    (forward,) = scorer.score([Pair("q?", "a good answer", "bad")])
+    (swapped,) = scorer.score([Pair("q?", "bad", "a good answer")])
+    assert 0 < forward.p_a_better < 1 and forward.p_ab == forward.p_ba
+    assert forward.p_a_better == pytest.approx(1 - swapped.p_a_better, abs=1e-6)
 
 
 def test_resume_after_a_worker_failure(ray_cluster, tmp_path, tiny_model_dir):

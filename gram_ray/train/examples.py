@@ -14,7 +14,7 @@ import torch
 
 from gram_ray import judge
 from gram_ray.data import PairRow
-from gram_ray.scorer import encode_verdict, truncate_texts
+from gram_ray.scorer import encode_response, encode_verdict, truncate_texts
 
 
 @dataclass
@@ -104,15 +104,6 @@ def bt_batch(rows: Sequence[PairRow], tokenizer: Any, max_prompt: int, max_respo
     batch = _pad(sequences, tokenizer.pad_token_id)
     batch.truncated = truncated
     return batch
-
-
-def encode_response(tokenizer: Any, question: str, response: str) -> list[int]:
-    """A (question, response) conversation, for scalar reward heads."""
-    if judge.uses_chat_template(tokenizer):
-        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": response}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-    return tokenizer(f"{question}\n\n{response}", add_special_tokens=True)["input_ids"]
 
 
 def build_batch(stage: str, rows: Sequence[PairRow], tokenizer: Any, config: Any) -> Batch:

@@ -21,6 +21,7 @@ from gram_ray.head import (
     apply_logit_transforms,
     decoder_of,
     last_token_hidden,
+    scalar_rewards,
     unwrap,
     verdict_logits,
     verdict_rows,
@@ -68,7 +69,7 @@ class BradleyTerryLoss(nn.Module):
 
     ``model`` is an ``AutoModelForSequenceClassification`` (num_labels=1), so the trained model
     saves and loads as a standard reward model; the last token is taken from the lengths rather
-    than from pad-token detection, since chat templates reuse the pad token (EOS) inside sequences.
+    than from pad-token detection (see :func:`gram_ray.head.scalar_rewards`).
     """
 
     def __init__(self, model: nn.Module):
@@ -76,11 +77,7 @@ class BradleyTerryLoss(nn.Module):
         self.model = model
 
     def rewards(self, batch: Batch) -> torch.Tensor:
-        inner = unwrap(self.model)
-        hidden = getattr(inner, inner.base_model_prefix)(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask
-        ).last_hidden_state
-        return inner.score(last_token_hidden(hidden, batch.lengths)).squeeze(-1).float()
+        return scalar_rewards(self.model, batch.input_ids, batch.attention_mask, batch.lengths)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         rewards = self.rewards(batch)
