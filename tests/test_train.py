@@ -106,7 +106,8 @@ def test_adapt_on_chosen_rejected_rows_and_bt_baseline(ray_cluster, tmp_path, ti
     from gram_ray.train.run import train
 
     adapt = slice_rows("adapt_hh_harmless.jsonl.gz", 16, tmp_path)
-    result = train(config(tmp_path / "adapt", tiny_model_dir, adapt, max_steps=2, checkpoint_every=2))
+    # The workers take every CPU of the cluster (2 x 2 of 4): reading the data must not starve.
+    result = train(config(tmp_path / "adapt", tiny_model_dir, adapt, max_steps=2, checkpoint_every=2, resources_per_worker={"CPU": 2}))
     assert result.metrics["steps"] == 2
     labeled = slice_rows("train_labeled.jsonl.gz", 24, tmp_path)
     bt = train(config(tmp_path / "bt", tiny_model_dir, labeled, stage="bt"))

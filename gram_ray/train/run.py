@@ -88,7 +88,9 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
-    dataset = ray.data.read_json(files, include_paths=True)
+    # Read once, before the trainer holds the CPUs (a worker may take them all, which would starve
+    # streaming read tasks); every worker then iterates the same blocks from the object store.
+    dataset = ray.data.read_json(files, include_paths=True).materialize()
     storage = Path(cfg.output_dir).resolve() / "ray"
     resources = cfg.resources_per_worker or ({"CPU": 1, "GPU": 1} if cfg.use_gpu else {"CPU": 1})
     trainer = TorchTrainer(

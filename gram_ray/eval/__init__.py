@@ -1,0 +1,1 @@
+"""Evaluation: official benchmark scoring rules (:mod:`gram_ray.eval.scoring`)."""

@@ -1,0 +1,110 @@
+"""Official scoring rules on hand-made fixtures (each expected value worked out in the comment)."""
+
+import pytest
+
+from gram_ray.eval.scoring import (
+    PairPrediction,
+    expected_calibration_error,
+    judgebench_correct,
+    judgebench_metrics,
+    pairs_metrics,
+    rewardbench_metrics,
+    rmbench_domain,
+    rmbench_metrics,
+    wilson_interval,
+)
+
+
+def test_rmbench_hard_normal_easy():
+    # Prompt 1: all 9 cells right. Prompt 2: only the diagonal and the lower triangle right,
+    # except M[2][0] (a tie at 0.5 counts as wrong).
+    good = [[0.9] * 3] * 3
+    mixed = [
+        [0.8, 0.2, 0.1],  # diagonal 0.8 ✓, upper 0.2 ✗ 0.1 ✗
+        [0.7, 0.6, 0.4],  # lower 0.7 ✓, diagonal ✓, upper ✗
+        [0.5, 0.9, 0.7],  # lower 0.5 ✗ (tie), 0.9 ✓, diagonal ✓
+    ]
+    result = rmbench_metrics([("code", good), ("code", mixed)])
+    code = result["domains"]["code"]
+    assert code["hard"] == pytest.approx((1 + 0) / 2)  # upper: 3/3 and 0/3
+    assert code["normal"] == pytest.approx((1 + 1) / 2)
+    assert code["easy"] == pytest.approx((1 + 2 / 3) / 2)
+    assert code["score"] == pytest.approx((0.5 + 1 + 5 / 6) / 3)
+    # Overall is the mean over domains (not over prompts).
+    two = rmbench_metrics([("code", good), ("safety", mixed), ("safety", mixed)])
+    assert two["overall"] == pytest.approx((1.0 + (0 + 1 + 2 / 3) / 3) / 2)
+
+
+def test_rmbench_domain_names():
+    assert rmbench_domain("rm-bench/safety-refuse") == "safety"
+    assert rmbench_domain("rm-bench/code") == "code"
+    assert rmbench_domain("chat") == "chat"
+
+
+@pytest.mark.parametrize(
+    "label, p_ab, p_ba, correct",
+    [
+        ("A>B", 0.9, 0.8, True),   # +1 +1
+        ("A>B", 0.9, 0.3, False),  # +1 -1 = 0: inconsistent counts as wrong
+        ("A>B", 0.9, 0.5, True),   # +1 + 0 (tie)
+        ("B>A", 0.2, 0.1, True),   # both say B
+        ("B>A", 0.5, 0.5, False),  # two ties: 0
+        ("B>A", 0.6, 0.4, False),  # -1 +1
+    ],
+)
+def test_judgebench_both_order_rule(label, p_ab, p_ba, correct):
+    assert judgebench_correct(label, p_ab, p_ba) is correct
+
+
+def test_judgebench_per_source():
+    items = [
+        ("mmlu-pro-health", "A>B", 0.9, 0.8),
+        ("mmlu-pro-law", "A>B", 0.9, 0.2),
+        ("livebench-math", "B>A", 0.1, 0.1),
+        ("livecodebench", "A>B", 0.4, 0.4),
+    ]
+    result = judgebench_metrics(items)
+    assert result["overall"] == pytest.approx(2 / 4)
+    assert result["sources"]["mmlu-pro"] == {"accuracy": 0.5, "n": 2}
+    assert result["sources"]["livebench-math"]["accuracy"] == 1.0
+    assert result["sources"]["livecodebench"]["accuracy"] == 0.0
+
+
+def test_rewardbench_section_weights():
+    # Chat: alpacaeval-easy 100% (weight 100), mt-bench-easy 0% (weight 28) → 100/128.
+    # Reasoning: math-prm 50% (weight 984, upweighted), hep-python 100% (164) → (492 + 164)/1148.
+    items = [("alpacaeval-easy", 0.9), ("mt-bench-easy", 0.2), ("math-prm", 0.9), ("math-prm", 0.1), ("hep-python", 0.7)]
+    result = rewardbench_metrics(items)
+    assert result["sections"]["Chat"] == pytest.approx(100 / 128)
+    assert result["sections"]["Reasoning"] == pytest.approx((0.5 * 984 + 164) / (984 + 164))
+    assert set(result["sections"]) == {"Chat", "Reasoning"}
+    assert result["overall"] == pytest.approx((100 / 128 + 656 / 1148) / 2)
+    assert result["subsets"]["math-prm"] == {"accuracy": 0.5, "n": 2}
+
+
+def test_pairs_accuracy_interval_flip_rate_and_ece():
+    preds = [
+        PairPrediction("A", p_a_better=0.8, p_ab=0.9, p_ba=0.7),  # right, consistent
+        PairPrediction("B", p_a_better=0.3, p_ab=0.4, p_ba=0.2),  # right, consistent
+        PairPrediction("A", p_a_better=0.55, p_ab=0.9, p_ba=0.2),  # right, flips with the order
+        PairPrediction("B", p_a_better=0.5, p_ab=0.5, p_ba=0.5),  # tie: wrong, no flip (tie both times)
+    ]
+    result = pairs_metrics(preds)
+    assert result["accuracy"] == 0.75 and result["flip_rate"] == 0.25 and result["n"] == 4
+    low, high = result["accuracy_ci95"]
+    assert low < 0.75 < high and (low, high) == pytest.approx(wilson_interval(3, 4))
+
+
+def test_wilson_interval_known_value():
+    # 8 of 10: Wilson 95% interval is [0.4902, 0.9433].
+    assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+
+
+def test_ece_by_hand():
+    # Bin 9 ([0.9, 1]): p 0.9, 0.9, outcomes 1, 0 → |0.9 - 0.5| = 0.4, weight 2/4.
+    # Bin 1 ([0.1, 0.2)): p 0.1, 0.1, outcomes 0, 0 → |0.1 - 0| = 0.1, weight 2/4.
+    ece, diagram = expected_calibration_error([0.9, 0.9, 0.1, 0.1], [True, False, False, False])
+    assert ece == pytest.approx(0.5 * 0.4 + 0.5 * 0.1)
+    assert diagram[9]["count"] == 2 and diagram[9]["frequency"] == 0.5
+    perfect, _ = expected_calibration_error([1.0, 0.0], [True, False])
+    assert perfect == 0.0
