@@ -6,6 +6,7 @@
     gram-ray model info SPEC
     gram-ray client health|compare|rank|reward [--address 127.0.0.1:50051] …
     gram-ray train train_configs/finetune.yaml [--set key=value …]
+    gram-ray eval ../shared/data/dev_rmbench_code.jsonl.gz --model default --out runs/eval/rmbench-code
 """
 
 from __future__ import annotations
@@ -67,6 +68,17 @@ def cmd_score(args: argparse.Namespace) -> None:
         input=args.input, out=args.out, scorer=_scorer_config(args), skip_bad_rows=args.skip_bad_rows, limit=args.limit
     )
     _print(score_file(config).model_dump())
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from gram_ray.eval.run import EvalConfig, evaluate
+
+    config = EvalConfig(
+        data=args.data, out=args.out, format=args.format, scorer=_scorer_config(args), limit=args.limit,
+        num_actors=args.num_actors,
+    )
+    metrics = evaluate(config)
+    _print({"headline": metrics["headline"], "pairs": metrics["pairs"], "out": str(args.out)})
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -164,6 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="score only the first N rows")
     _add_scorer_args(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("eval", help="evaluate on a benchmark file (Ray Data batch inference); writes metrics, predictions, report")
+    p.add_argument("data", help="JSONL(.gz): plain pairs, RM-Bench, JudgeBench or RewardBench rows")
+    p.add_argument("--out", required=True, help="output directory: metrics.json, predictions.jsonl, report.md, plots")
+    p.add_argument("--format", default="auto", choices=["auto", "pairs", "rmbench", "judgebench", "rewardbench"])
+    p.add_argument("--limit", type=int, default=None, help="first N rows (prompts) only")
+    p.add_argument("--num-actors", type=int, default=None, help="scorer actors (default: one per GPU, else one per 2 CPUs)")
+    _add_scorer_args(p)
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train", help="run a Ray Train job from train_configs/*.yaml")
     p.add_argument("config", help="a YAML training config, e.g. train_configs/finetune.yaml")

@@ -1,0 +1,248 @@
+"""Evaluation at scale: ``gram-ray eval DATA --model M --out DIR [--format auto|pairs|rmbench|judgebench|rewardbench]``.
+
+Every comparison a benchmark needs (RM-Bench: 9 per prompt; the others: 1 per pair) is judged in
+both orders by Ray Data batch inference over an actor pool of scorers (one per CPU slot or GPU), so
+the same command scales from this machine to a cluster. Writes ``DIR/predictions.jsonl`` (one line
+per comparison), ``DIR/metrics.json`` (the official scoring, see :mod:`gram_ray.eval.scoring`) and
+``DIR/report.md`` with PNG plots (accuracy per subset, reliability diagram with ECE, position-flip
+rate); every file appears only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gram_ray.data import DataError, atomic_writer, iter_jsonl, parse_pair_row
+from gram_ray.eval import scoring
+from gram_ray.judge import render_question
+from gram_ray.scorer import ScorerConfig
+
+logger = logging.getLogger(__name__)
+
+Format = Literal["auto", "pairs", "rmbench", "judgebench", "rewardbench"]
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: Path
+    out: Path
+    format: Format = "auto"
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig)
+    limit: int | None = Field(None, gt=0, description="first N rows (prompts) only")
+    num_actors: int | None = Field(None, gt=0, description="scorer actors; default one per GPU, else one per 2 CPUs")
+    batch_size: int = Field(16, gt=0, description="comparisons per actor call")
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading benchmarks into comparisons
+# ----------------------------------------------------------------------------------------------
+
+
+def detect_format(row: dict[str, Any]) -> str:
+    if isinstance(row.get("chosen"), list) and isinstance(row.get("rejected"), list):
+        return "rmbench"
+    if "response_A" in row and str(row.get("label", "")) in ("A>B", "B>A"):
+        return "judgebench"
+    if "subset" in row and "chosen" in row:
+        return "rewardbench"
+    return "pairs"
+
+
+def load_comparisons(cfg: EvalConfig) -> tuple[str, list[dict[str, Any]]]:
+    """Flat comparisons ``{row, line, i, j, prompt, a, b, …}`` with file/line errors for bad rows."""
+    jobs: list[dict[str, Any]] = []
+    fmt = cfg.format
+    for n, (line, row) in enumerate(iter_jsonl(cfg.data)):
+        if cfg.limit is not None and n >= cfg.limit:
+            break
+        if fmt == "auto":
+            fmt = detect_format(row)
+        if fmt == "rmbench":
+            for name in ("chosen", "rejected"):
+                value = row.get(name)
+                if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
+                    raise DataError(cfg.data, line, name, "expected a list of 3 strings (RM-Bench format)")
+            if not isinstance(row.get("prompt"), str):
+                raise DataError(cfg.data, line, "prompt", "missing or not a string")
+            domain = scoring.rmbench_domain(str(row.get("source") or row.get("subset") or "rmbench"))
+            for i in range(3):
+                for j in range(3):
+                    jobs.append({"row": n, "line": line, "id": row.get("id"), "i": i, "j": j, "subset": domain,
+                                 "prompt": row["prompt"], "a": row["chosen"][i], "b": row["rejected"][j], "label": "A"})
+            continue
+        parsed = parse_pair_row(row, cfg.data, line)
+        if parsed.label is None:
+            raise DataError(cfg.data, line, "label", "missing (evaluation needs to know the better response)")
+        subset = str(row.get("subset") or row.get("source") or "")
+        jobs.append({"row": n, "line": line, "id": parsed.id, "i": 0, "j": 0, "subset": subset,
+                     "prompt": render_question(parsed.pair.prompt), "a": parsed.pair.response_a,
+                     "b": parsed.pair.response_b, "label": parsed.label, "raw_label": row.get("label")})
+    if not jobs:
+        raise DataError(cfg.data, 1, None, "no rows to evaluate")
+    return fmt, jobs
+
+
+# ----------------------------------------------------------------------------------------------
+# Ray Data batch inference
+# ----------------------------------------------------------------------------------------------
+
+
+class ScorerActor:
+    """One GRAM scorer per actor; scores a batch of comparisons in both orders."""
+
+    def __init__(self, scorer_config: dict[str, Any]):
+        from gram_ray.scorer import GramScorer
+
+        self.scorer = GramScorer.from_config(ScorerConfig(**scorer_config))
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from gram_ray.scorer import Pair
+
+        pairs = [Pair(p, a, b) for p, a, b in zip(batch["prompt"], batch["a"], batch["b"], strict=True)]
+        results = self.scorer.score(pairs, orders="both")
+        return {
+            "job": batch["job"],
+            "p_a_better": [r.p_a_better for r in results],
+            "p_ab": [r.p_ab for r in results],
+            "p_ba": [r.p_ba for r in results],
+            "truncated": [r.truncated.any for r in results],
+        }
+
+
+def score_jobs(cfg: EvalConfig, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    import ray
+    import ray.data
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    actors = cfg.num_actors or (gpus if gpus else max(1, cpus // 2))
+    per_actor = {"num_gpus": 1} if gpus else {"num_cpus": max(1, cpus // actors)}
+    items = [{"job": k, "prompt": j["prompt"], "a": j["a"], "b": j["b"]} for k, j in enumerate(jobs)]
+    dataset = ray.data.from_items(items).map_batches(
+        ScorerActor,
+        fn_constructor_kwargs={"scorer_config": cfg.scorer.model_dump()},
+        batch_size=cfg.batch_size,
+        concurrency=actors,
+        batch_format="pandas",
+        **per_actor,
+    )
+    scored = {int(r["job"]): r for r in dataset.iter_rows()}
+    columns = ("p_a_better", "p_ab", "p_ba", "truncated")
+    return [{**job, **{c: scored[k][c] for c in columns}} for k, job in enumerate(jobs)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics, report
+# ----------------------------------------------------------------------------------------------
+
+
+def compute_metrics(fmt: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    pairs = [scoring.PairPrediction(r["label"], r["p_a_better"], r["p_ab"], r["p_ba"], r["subset"]) for r in results]
+    metrics: dict[str, Any] = {"format": fmt, "comparisons": len(results), "pairs": scoring.pairs_metrics(pairs)}
+    if fmt == "rmbench":
+        matrices: dict[int, tuple[str, list[list[float]]]] = {}
+        for r in results:
+            domain, matrix = matrices.setdefault(r["row"], (r["subset"], [[0.0] * 3 for _ in range(3)]))
+            matrix[r["i"]][r["j"]] = r["p_a_better"]
+        metrics["rmbench"] = scoring.rmbench_metrics(matrices.values())
+        metrics["headline"] = {"name": "RM-Bench overall", "value": metrics["rmbench"]["overall"]}
+    elif fmt == "judgebench":
+        metrics["judgebench"] = scoring.judgebench_metrics(
+            (r["subset"], r["raw_label"], r["p_ab"], r["p_ba"]) for r in results
+        )
+        metrics["headline"] = {"name": "JudgeBench overall", "value": metrics["judgebench"]["overall"]}
+    elif fmt == "rewardbench":
+        metrics["rewardbench"] = scoring.rewardbench_metrics((r["subset"], r["p_a_better"]) for r in results)
+        metrics["headline"] = {"name": "RewardBench overall", "value": metrics["rewardbench"]["overall"]}
+    else:
+        metrics["headline"] = {"name": "accuracy", "value": metrics["pairs"]["accuracy"]}
+    metrics["truncated_comparisons"] = sum(bool(r["truncated"]) for r in results)
+    return metrics
+
+
+def _save_png(fig: Any, path: Path) -> None:
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+
+
+def write_report(out: Path, model: str, data: Path, metrics: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = metrics["pairs"]
+    subsets = pairs.get("subsets") or {"all": pairs}
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(subsets) + 2), 3))
+    ax.bar(list(subsets), [s["accuracy"] for s in subsets.values()], color="#4472c4")
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Accuracy per subset (both orders averaged)")
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    _save_png(fig, out / "accuracy.png")
+    plt.close(fig)
+
+    ece, diagram = scoring.expected_calibration_error([r["p_a_better"] for r in results], [r["label"] == "A" for r in results])
+    fig, ax = plt.subplots(figsize=(4, 4))
+    points = [(d["mean_p"], d["frequency"]) for d in diagram if d["count"]]
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    ax.plot([p for p, _ in points], [f for _, f in points], marker="o", color="#c0504d")
+    ax.set_xlabel("predicted p(A better)")
+    ax.set_ylabel("observed frequency of A better")
+    ax.set_title(f"Reliability (ECE {ece:.3f})")
+    _save_png(fig, out / "reliability.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(subsets) + 2), 3))
+    ax.bar(list(subsets), [s["flip_rate"] or 0.0 for s in subsets.values()], color="#9bbb59")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("flip rate")
+    ax.set_title("Verdict flips when A and B are swapped")
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    _save_png(fig, out / "flip_rate.png")
+    plt.close(fig)
+
+    headline = metrics["headline"]
+    low, high = pairs["accuracy_ci95"]
+    lines = [
+        f"# Evaluation of `{model}` on `{data.name}`", "",
+        f"- **{headline['name']}: {headline['value']:.4f}**",
+        f"- pairwise accuracy (both orders averaged): {pairs['accuracy']:.4f} (95% CI {low:.3f}–{high:.3f}, n={pairs['n']})",
+        f"- position-flip rate: {pairs['flip_rate']:.4f}" if pairs["flip_rate"] is not None else "- position-flip rate: n/a",
+        f"- ECE: {pairs['ece']:.4f}",
+        f"- comparisons with truncated text: {metrics['truncated_comparisons']} of {metrics['comparisons']}", "",
+    ]
+    for key in ("rmbench", "judgebench", "rewardbench"):
+        if key in metrics:
+            lines += [f"## {key}", "", "```json", json.dumps(metrics[key], indent=2), "```", ""]
+    lines += ["![accuracy](accuracy.png)", "", "![reliability](reliability.png)", "", "![flip rate](flip_rate.png)", ""]
+    with atomic_writer(out / "report.md") as f:
+        f.write("\n".join(lines))
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    fmt, jobs = load_comparisons(cfg)
+    logger.info("%s: %d comparisons (%s format)", cfg.data, len(jobs), fmt)
+    results = score_jobs(cfg, jobs)
+    metrics = compute_metrics(fmt, results)
+    metrics.update({"model": cfg.scorer.model, "data": str(cfg.data)})
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(cfg.out / "predictions.jsonl") as f:
+        for r in results:
+            record = {k: r[k] for k in ("id", "line", "i", "j", "subset", "label", "p_a_better", "p_ab", "p_ba", "truncated")}
+            f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    write_report(cfg.out, cfg.scorer.model, cfg.data, metrics, results)
+    with atomic_writer(cfg.out / "metrics.json") as f:
+        json.dump(metrics, f, indent=2)
+    return metrics
