@@ -175,6 +175,19 @@ def _save_png(fig: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _bar_chart(plt: Any, labels: Any, values: list[float], ylabel: str, title: str, path: Path, chance: float | None = None) -> None:
+    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(labels) + 2), 3))
+    ax.bar(list(labels), values, color="#4472c4")
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle="--", linewidth=1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    _save_png(fig, path)
+    plt.close(fig)
+
+
 def write_report(out: Path, model: str, data: Path, metrics: dict[str, Any], results: list[dict[str, Any]]) -> None:
     import matplotlib
 
@@ -183,15 +196,8 @@ def write_report(out: Path, model: str, data: Path, metrics: dict[str, Any], res
 
     pairs = metrics["pairs"]
     subsets = pairs.get("subsets") or {"all": pairs}
-    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(subsets) + 2), 3))
-    ax.bar(list(subsets), [s["accuracy"] for s in subsets.values()], color="#4472c4")
-    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    ax.set_title("Accuracy per subset (both orders averaged)")
-    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
-    _save_png(fig, out / "accuracy.png")
-    plt.close(fig)
+    _bar_chart(plt, subsets, [s["accuracy"] for s in subsets.values()], "accuracy",
+               "Accuracy per subset (both orders averaged)", out / "accuracy.png", chance=0.5)
 
     ece, diagram = scoring.expected_calibration_error([r["p_a_better"] for r in results], [r["label"] == "A" for r in results])
     fig, ax = plt.subplots(figsize=(4, 4))
@@ -204,14 +210,8 @@ def write_report(out: Path, model: str, data: Path, metrics: dict[str, Any], res
     _save_png(fig, out / "reliability.png")
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(subsets) + 2), 3))
-    ax.bar(list(subsets), [s["flip_rate"] or 0.0 for s in subsets.values()], color="#9bbb59")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("flip rate")
-    ax.set_title("Verdict flips when A and B are swapped")
-    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
-    _save_png(fig, out / "flip_rate.png")
-    plt.close(fig)
+    _bar_chart(plt, subsets, [s["flip_rate"] or 0.0 for s in subsets.values()], "flip rate",
+               "Verdict flips when A and B are swapped", out / "flip_rate.png")
 
     headline = metrics["headline"]
     low, high = pairs["accuracy_ci95"]
