@@ -42,3 +42,20 @@ def test_response_lm_loss_equals_the_full_vocab_masked_loss(tiny_model, smol_tok
     with torch.no_grad():
         full = tiny_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         assert ResponseLMLoss(tiny_model)(batch).item() == pytest.approx(masked_lm_loss(full, batch.labels).item(), abs=1e-5)
+
+
+def test_gradient_checkpointing_with_lora_trains_only_the_adapter(tiny_model_dir, smol_tokenizer):
+    from gram_ray.train.config import TrainConfig
+    from gram_ray.train.loop import build_model
+
+    cfg = TrainConfig(
+        stage="finetune", model=str(tiny_model_dir), data=["unused.jsonl"], output_dir="/tmp/unused",
+        gradient_checkpointing=True, lora={"r": 4, "alpha": 8, "last_layers": 1},
+    )
+    model, tokenizer, _ = build_model(cfg, torch.device("cpu"))
+    model.train()
+    module = VerdictLoss(model, GramScorer(model, tokenizer, ScorerConfig(dtype="float32")).tokens.ids, 0.1)
+    module(verdict_batch(ROWS, tokenizer, 64, 16)).backward()
+    trained = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert trained and all("lora_" in n and ".layers.1." in n for n in trained)
+    assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
