@@ -89,6 +89,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     _print(result.model_dump())
 
 
+def cmd_model_export_checkpoint(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from gram_ray.train.config import load_train_config
+    from gram_ray.train.loop import export_checkpoint
+
+    path = export_checkpoint(load_train_config(args.config, args.set), Path(args.checkpoint), Path(args.out))
+    _print({"model": str(path)})
+
+
 def cmd_model_prepare(args: argparse.Namespace) -> None:
     from gram_ray.models import resolve_model
 
@@ -199,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     q = msub.add_parser("info", help="print what a spec resolves to")
     q.add_argument("spec")
     q.set_defaults(func=cmd_model_prepare)
+    q = msub.add_parser("export-checkpoint", help="turn a training checkpoint (of a stopped run) into a model directory")
+    q.add_argument("config", help="the run's training config")
+    q.add_argument("checkpoint", help="a checkpoint_* directory under <output_dir>/ray/run")
+    q.add_argument("--out", required=True, help="where the model lands (<out>/final)")
+    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="the overrides the run used")
+    q.set_defaults(func=cmd_model_export_checkpoint)
 
     _add_client_parsers(sub)
     return parser

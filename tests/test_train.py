@@ -178,3 +178,20 @@ def test_overrides():
         load_train_config(ROOT / "train_configs" / "finetune.yaml", ["lora.r"])
     with pytest.raises(ValueError):
         load_train_config(ROOT / "train_configs" / "finetune.yaml", ["no_such_field=1"])
+
+
+def test_export_a_checkpoint_of_a_stopped_run(ray_cluster, tmp_path, tiny_model_dir):
+    from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+    from gram_ray.train.loop import export_checkpoint, latest_checkpoint_dir
+    from gram_ray.train.run import train
+
+    data = slice_rows("train_labeled.jsonl.gz", 16, tmp_path)
+    cfg = config(tmp_path, tiny_model_dir, data, max_steps=4, checkpoint_every=2, log_every=2)
+    result = train(cfg)
+    storage = Path(cfg.output_dir) / "ray" / "run"
+    run_id = json.loads(next(storage.glob("checkpoint_*/position.json")).read_text())["run_id"]
+    exported = export_checkpoint(cfg, latest_checkpoint_dir(storage, run_id), tmp_path / "exported")
+    pair = [Pair("q?", "a", "b")]
+    from_export = GramScorer.from_config(ScorerConfig(model=str(exported), dtype="float32")).score(pair)[0]
+    from_final = GramScorer.from_config(ScorerConfig(model=result.final_model, dtype="float32")).score(pair)[0]
+    assert from_export.p_ab == pytest.approx(from_final.p_ab, abs=1e-6)  # the last checkpoint is the final step

@@ -208,6 +208,19 @@ def save_final(cfg: TrainConfig, model: Any, tokenizer: Any, source: Any, metric
     return final
 
 
+def export_checkpoint(cfg: TrainConfig, checkpoint_dir: Path, output_dir: Path) -> Path:
+    """Turn a training checkpoint into a model directory, as the end of a run would (for a run that
+    was stopped early). The model is rebuilt from ``cfg`` and the checkpoint's weights loaded into it."""
+    model, tokenizer, source = build_model(cfg, torch.device("cpu"))
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(Path(checkpoint_dir) / MODEL_DIR / "trainable.safetensors")), strict=False)
+    position = json.loads((Path(checkpoint_dir) / POSITION_FILE).read_text())
+    export_cfg = cfg.model_copy(update={"output_dir": str(output_dir)})
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    return save_final(export_cfg, model, tokenizer, source, {"exported_from": str(checkpoint_dir), "step": position["step"]})
+
+
 # ----------------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------------
@@ -247,7 +260,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             print(f"[gram-ray] resumed from the checkpoint at step {position['step']} "
                   f"(epoch {position['epoch']}, micro-batch {position['micro']})", flush=True)
 
-    wrapped = ray.train.torch.prepare_model(stage_module(cfg.stage, model, verdict_ids, cfg.label_smoothing), parallel_strategy=cfg.strategy)
+    # FSDP flattens parameters per unit; LoRA mixes frozen and trainable ones, which needs use_orig_params.
+    strategy_kwargs = {"use_orig_params": True} if cfg.strategy == "fsdp" else None
+    wrapped = ray.train.torch.prepare_model(
+        stage_module(cfg.stage, model, verdict_ids, cfg.label_smoothing),
+        parallel_strategy=cfg.strategy,
+        parallel_strategy_kwargs=strategy_kwargs,
+    )
     dtype = compute_dtype(cfg, device)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
     model.train()
