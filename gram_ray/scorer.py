@@ -32,6 +32,7 @@ from gram_ray.head import (
     is_scalar_head,
     last_token_hidden,
     scalar_rewards,
+    unwrap,
     verdict_logits,
     verdict_rows,
 )
@@ -150,6 +151,17 @@ def encode_response(tokenizer: Any, question: str, response: str) -> list[int]:
     return tokenizer(f"{question}\n\n{response}", add_special_tokens=True)["input_ids"]
 
 
+def right_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, attention mask and lengths: every real token keeps its true position."""
+    lengths = torch.tensor([len(r) for r in rows])
+    input_ids = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for i, r in enumerate(rows):
+        input_ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return input_ids, mask, lengths
+
+
 def pack_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int) -> list[list[int]]:
     """Indices grouped into batches, longest first, each under the padded-token budget.
 
@@ -187,7 +199,7 @@ class GramScorer:
         self._prefix_ids: list[int] = []
         self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         if self.scalar:
-            inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+            inner = unwrap(model)
             self._decoder = getattr(inner, inner.base_model_prefix)
             return
         self._decoder = decoder_of(model)
@@ -280,7 +292,7 @@ class GramScorer:
         """``[N]`` scalar rewards of a sequence-classification model, in input order."""
         out = torch.empty(len(sequences), dtype=torch.float32)
         for batch in pack_batches([len(s) for s in sequences], self.max_batch_tokens, self.config.max_batch_size):
-            ids, mask, lengths = self._pad([list(sequences[i]) for i in batch])
+            ids, mask, lengths = right_pad([list(sequences[i]) for i in batch], self.tokenizer.pad_token_id)
             device = self.input_device
             out[torch.tensor(batch)] = scalar_rewards(self.model, ids.to(device), mask.to(device), lengths.to(device)).cpu()
             self.stats.batches += 1
@@ -384,20 +396,9 @@ class GramScorer:
     # Forward
     # ------------------------------------------------------------------------------------------
 
-    def _pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Right-padded ids, attention mask and lengths."""
-        lengths = torch.tensor([len(r) for r in rows])
-        width = int(lengths.max())
-        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = torch.tensor(r)
-            mask[i, : len(r)] = 1
-        return input_ids, mask, lengths
-
     def _forward(self, rows: list[list[int]], with_prefix: bool) -> torch.Tensor:
         device = self.input_device
-        input_ids, mask, lengths = self._pad(rows)
+        input_ids, mask, lengths = right_pad(rows, self.tokenizer.pad_token_id)
         width = input_ids.shape[1]
         kwargs: dict[str, Any] = {}
         if with_prefix:

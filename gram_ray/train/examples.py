@@ -14,7 +14,7 @@ import torch
 
 from gram_ray import judge
 from gram_ray.data import PairRow
-from gram_ray.scorer import encode_response, encode_verdict, truncate_texts
+from gram_ray.scorer import encode_response, encode_verdict, right_pad, truncate_texts
 
 
 @dataclass
@@ -32,16 +32,8 @@ class Batch:
 
 
 def _pad(sequences: Sequence[list[int]], pad_id: int, labels: Sequence[list[int]] | None = None) -> Batch:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    lab = torch.full((len(sequences), width), -100, dtype=torch.long) if labels is not None else None
-    for i, seq in enumerate(sequences):
-        ids[i, : len(seq)] = torch.tensor(seq)
-        mask[i, : len(seq)] = 1
-        if lab is not None:
-            lab[i, : len(seq)] = torch.tensor(labels[i])  # type: ignore[index]
-    return Batch(ids, mask, torch.tensor([len(s) for s in sequences]), labels=lab)
+    ids, mask, lengths = right_pad(sequences, pad_id)
+    return Batch(ids, mask, lengths, labels=right_pad(labels, -100)[0] if labels is not None else None)
 
 
 def _truncated_fields(rows: Sequence[PairRow], tokenizer: Any, max_prompt: int, max_response: int):
