@@ -5,6 +5,7 @@
     gram-ray model prepare [SPEC]        # resolve (and convert GGUF) once, e.g. at set-up time
     gram-ray model info SPEC
     gram-ray client health|compare|rank|reward [--address 127.0.0.1:50051] …
+    gram-ray split ../shared/data/train_labeled.jsonl.gz --train-out T --heldout-out H [--heldout-fraction 0.05]
     gram-ray train train_configs/finetune.yaml [--set key=value …]
     gram-ray eval ../shared/data/dev_rmbench_code.jsonl.gz --model default --out runs/eval/rmbench-code
 """
@@ -79,6 +80,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
     )
     metrics = evaluate(config)
     _print({"headline": metrics["headline"], "pairs": metrics["pairs"], "out": str(args.out)})
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    from gram_ray.data import split_by_prompt
+
+    n_train, n_heldout = split_by_prompt(args.data, args.train_out, args.heldout_out, args.heldout_fraction, args.seed)
+    _print({"train": n_train, "heldout": n_heldout, "train_out": args.train_out, "heldout_out": args.heldout_out})
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -195,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-actors", type=int, default=None, help="scorer actors (default: one per GPU, else one per 2 CPUs)")
     _add_scorer_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("split", help="split a JSONL(.gz) file by prompt into train and held-out files")
+    p.add_argument("data", help="JSONL(.gz) rows with a prompt field")
+    p.add_argument("--train-out", required=True)
+    p.add_argument("--heldout-out", required=True)
+    p.add_argument("--heldout-fraction", type=float, default=0.05, help="share of prompts held out (by a hash of the prompt)")
+    p.add_argument("--seed", type=int, default=0, help="shuffles the held-out rows (so --limit samples many prompts)")
+    p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("train", help="run a Ray Train job from train_configs/*.yaml")
     p.add_argument("config", help="a YAML training config, e.g. train_configs/finetune.yaml")

@@ -13,9 +13,11 @@ Accepted rows (extra fields are kept and ignored):
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
+import random
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -164,3 +166,38 @@ def atomic_writer(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def is_heldout(prompt: Any, fraction: float, salt: str = "gram-ray") -> bool:
+    """Deterministic prompt-level split: the same prompt always lands on the same side.
+
+    Hashing the prompt text (not the row) keeps every pair of a held-out prompt out of training,
+    so an evaluation on the held-out side never sees a question the model was trained on.
+    """
+    text = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True)
+    digest = hashlib.sha256(f"{salt}\0{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def split_by_prompt(
+    path: str | os.PathLike, train_out: str | os.PathLike, heldout_out: str | os.PathLike,
+    fraction: float, seed: int = 0,
+) -> tuple[int, int]:
+    """Split a JSONL(.gz) file by prompt into train / held-out files (both written atomically).
+
+    Rows keep their order in the train file; the held-out file is shuffled with ``seed`` so that
+    ``--limit N`` on it samples many prompts rather than the first few.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    train, heldout = [], []
+    for line, row in iter_jsonl(path):
+        if "prompt" not in row:
+            raise DataError(path, line, "prompt", "missing")
+        (heldout if is_heldout(row["prompt"], fraction) else train).append(row)
+    random.Random(seed).shuffle(heldout)
+    for out, rows in ((train_out, train), (heldout_out, heldout)):
+        with atomic_writer(out) as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return len(train), len(heldout)

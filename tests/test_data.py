@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from gram_ray.data import DataError, atomic_writer, read_pairs
+from gram_ray.data import DataError, atomic_writer, is_heldout, iter_jsonl, read_pairs, split_by_prompt
 
 
 def write_lines(path, lines):
@@ -90,3 +90,30 @@ def test_reads_every_shared_data_file_format():
     for name in ("train_labeled.jsonl.gz", "adapt_hh_harmless.jsonl.gz", "dev_judgebench_claude.jsonl.gz"):
         rows, _ = read_pairs(data / name, limit=20)
         assert len(rows) == 20 and all(r.label in ("A", "B") for r in rows)
+
+
+def test_split_by_prompt_keeps_each_prompt_on_one_side(tmp_path):
+    src = tmp_path / "pairs.jsonl.gz"
+    rows = [{"id": f"{p}-{k}", "prompt": f"question {p}", "chosen": "x", "rejected": "y"} for p in range(200) for k in range(3)]
+    with gzip.open(src, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    n_train, n_heldout = split_by_prompt(src, tmp_path / "t.jsonl.gz", tmp_path / "h.jsonl", 0.2, seed=1)
+    train = [r for _, r in iter_jsonl(tmp_path / "t.jsonl.gz")]
+    heldout = [json.loads(line) for line in (tmp_path / "h.jsonl").read_text().splitlines()]
+    assert (n_train, n_heldout) == (len(train), len(heldout)) and n_train + n_heldout == len(rows)
+    assert {r["prompt"] for r in train}.isdisjoint({r["prompt"] for r in heldout})
+    assert 0.1 < n_heldout / len(rows) < 0.3  # about the fraction asked for
+    assert [r["id"] for r in train] == [r["id"] for r in rows if r["prompt"] not in {h["prompt"] for h in heldout}]
+    assert [r["id"] for r in heldout] != sorted(r["id"] for r in heldout)  # shuffled, so --limit samples many prompts
+    # Deterministic: the same prompt is held out on every run (and for a multi-turn prompt list).
+    assert is_heldout("question 7", 0.2) == is_heldout("question 7", 0.2)
+    turns = [{"role": "user", "content": "hi"}]
+    assert is_heldout(turns, 0.5) == is_heldout(list(turns), 0.5)
+
+
+def test_split_names_the_line_of_a_row_without_prompt(tmp_path):
+    src = tmp_path / "bad.jsonl"
+    src.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}) + "\n" + json.dumps({"chosen": "a"}) + "\n")
+    with pytest.raises(DataError, match=r"bad.jsonl:2: prompt: missing"):
+        split_by_prompt(src, tmp_path / "t.jsonl", tmp_path / "h.jsonl", 0.5)
+    assert not (tmp_path / "t.jsonl").exists()

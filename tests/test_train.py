@@ -180,6 +180,14 @@ def test_overrides():
         load_train_config(ROOT / "train_configs" / "finetune.yaml", ["no_such_field=1"])
 
 
+def test_relative_model_paths_resolve_against_the_project_root():
+    # Ray Train workers run elsewhere, so a project-relative model directory must become absolute.
+    cfg = load_train_config(ROOT / "train_configs" / "finetune.yaml", ["model=gram_ray/models/stage1-smollm2-135m"])
+    assert cfg.model == str(ROOT / "gram_ray" / "models" / "stage1-smollm2-135m")
+    assert load_train_config(ROOT / "train_configs" / "finetune.yaml", ["model=HuggingFaceTB/SmolLM2-135M"]).model == "HuggingFaceTB/SmolLM2-135M"
+    assert load_train_config(ROOT / "train_configs" / "finetune.yaml", ["model=smollm2-135m"]).model == "smollm2-135m"
+
+
 def test_export_a_checkpoint_of_a_stopped_run(ray_cluster, tmp_path, tiny_model_dir):
     from gram_ray.scorer import GramScorer, Pair, ScorerConfig
     from gram_ray.train.loop import export_checkpoint, latest_checkpoint_dir

@@ -121,6 +121,8 @@ def load_train_config(path: str | Path, overrides: list[str] | None = None) -> T
     if isinstance(raw.get("output_dir"), str) and not Path(raw["output_dir"]).is_absolute():
         raw["output_dir"] = str((base / raw["output_dir"]).resolve())
     model = raw.get("model")
-    if isinstance(model, str) and model.startswith(("./", "../")):
+    # A relative model path that exists under the project root (runs/x/final, a packaged adapter)
+    # is made absolute: Ray Train workers run in another working directory. Hub ids stay as given.
+    if isinstance(model, str) and not Path(model).is_absolute() and (model.startswith(("./", "../")) or (base / model).exists()):
         raw["model"] = str((base / model).resolve())
     return TrainConfig(**raw)

@@ -1,0 +1,205 @@
+"""Train the embedded default GRAM model and measure its ablation table on this machine.
+
+    python scripts/ablation.py                 # splits, every variant, every evaluation, the table
+    python scripts/ablation.py --variants gram --no-eval
+    make model                                 # the same, then ships the GRAM adapter as `default`
+
+Every step writes its result atomically and is skipped when that result exists, so an interrupted
+run resumes where it stopped. The variants share one backbone (SmolLM2-135M) and one budget
+(`BUDGET`: steps, pairs per step, token limits); stage 1 is the shipped adapter
+`gram_ray/models/stage1-smollm2-135m` (its own command is in MODEL_CARD.md). Training goes through
+`gram-ray train`, evaluation through `gram-ray eval`'s function, so the figures are what users get.
+Results: runs/ablation/<variant>/final (models), runs/ablation/eval/<variant>/<benchmark>/ (reports),
+runs/ablation/table.md and runs/ablation/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+RUNS = ROOT / "runs" / "ablation"
+SPLITS = ROOT / "runs" / "data"
+GRAM_CLI = str(Path(sys.executable).parent / "gram-ray")
+STAGE1 = "gram_ray/models/stage1-smollm2-135m"
+
+# One budget for every trained variant: 60 optimizer steps of 8 pairs (each pair in both orders for
+# the generative variants), questions cut to 128 tokens and responses to 128, LoRA r=16 on the last
+# 8 of 30 layers, one Ray Train worker with both CPU cores.
+BUDGET = [
+    "num_workers=1", "resources_per_worker={CPU: 2}", "max_steps=60", "batch_size=4", "grad_accum=2",
+    "max_prompt_tokens=128", "max_response_tokens=128", "lr=2.0e-4", "checkpoint_every=20", "log_every=5",
+]
+
+
+@dataclass
+class Variant:
+    name: str
+    description: str
+    model: str  # what is evaluated: a spec, or the run's final model
+    config: str | None = None  # train_configs/*.yaml; None: evaluated as is
+    overrides: list[str] = field(default_factory=list)
+
+
+VARIANTS = [
+    Variant("zero_shot", "SmolLM2-135M-Instruct as a judge, no training", "smollm2-135m"),
+    Variant("finetune_only", "stage 2 only (verdict loss, ε=0.1) from the backbone", "runs/ablation/finetune_only/final",
+            "train_configs/finetune.yaml", ["model=smollm2-135m"]),
+    Variant("gram", "GRAM: stage 1 (unlabeled pairs) + stage 2 (ε=0.1)", "runs/ablation/gram/final",
+            "train_configs/finetune.yaml", [f"model={STAGE1}"]),
+    Variant("gram_no_smoothing", "GRAM with ε=0 (plain cross-entropy)", "runs/ablation/gram_no_smoothing/final",
+            "train_configs/finetune.yaml", [f"model={STAGE1}", "label_smoothing=0.0"]),
+    Variant("bt_baseline", "Bradley-Terry scalar head on the backbone", "runs/ablation/bt_baseline/final",
+            "train_configs/bt_baseline.yaml", ["model=smollm2-135m"]),
+    Variant("gram_adapt", "GRAM + task adaptation on the hh-harmless train split", "runs/ablation/gram_adapt/final",
+            "train_configs/adapt.yaml",
+            ["model=runs/ablation/gram/final", f"data=[{SPLITS / 'hh_train.jsonl.gz'}]", "max_steps=30",
+             "max_prompt_tokens=256", "lr=1.0e-4"]),
+]
+
+
+@dataclass
+class Benchmark:
+    name: str
+    path: Path
+    limit: int  # rows (RM-Bench: prompts, 9 comparisons each)
+
+
+BENCHMARKS = [
+    Benchmark("labeled_heldout", SPLITS / "labeled_heldout.jsonl.gz", 120),
+    Benchmark("hh_heldout", SPLITS / "hh_heldout.jsonl.gz", 100),
+    Benchmark("rmbench_code", DATA / "dev_rmbench_code.jsonl.gz", 10),
+    Benchmark("rmbench_safety_refuse", DATA / "dev_rmbench_safety_refuse.jsonl.gz", 10),
+    Benchmark("judgebench", DATA / "dev_judgebench_claude.jsonl.gz", 80),
+]
+EVAL_TOKENS = {"max_prompt_tokens": 256, "max_response_tokens": 128}
+
+
+def run(cmd: list[str]) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def make_splits() -> None:
+    """Held-out splits by prompt: 5% of train_labeled's prompts, 30% of adapt_hh_harmless's."""
+    for source, name, fraction in (("train_labeled", "labeled", 0.05), ("adapt_hh_harmless", "hh", 0.3)):
+        if (SPLITS / f"{name}_heldout.jsonl.gz").exists():
+            continue
+        run([GRAM_CLI, "split", str(DATA / f"{source}.jsonl.gz"), "--train-out", str(SPLITS / f"{name}_train.jsonl.gz"),
+             "--heldout-out", str(SPLITS / f"{name}_heldout.jsonl.gz"), "--heldout-fraction", str(fraction)])
+
+
+def train_variant(v: Variant) -> None:
+    if v.config is None or (ROOT / v.model).exists():
+        return
+    overrides = [f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", *BUDGET, f"output_dir=runs/ablation/{v.name}", *v.overrides]
+    cmd = [GRAM_CLI, "train", v.config]
+    for item in overrides:
+        cmd += ["--set", item]
+    started = time.time()
+    run(cmd)
+    (RUNS / v.name / "wall_seconds.txt").write_text(f"{time.time() - started:.0f}\n")
+
+
+def evaluate_variant(v: Variant) -> None:
+    from gram_ray.eval.run import EvalConfig, evaluate
+    from gram_ray.scorer import ScorerConfig
+
+    model = str(ROOT / v.model) if (ROOT / v.model).exists() else v.model
+    for b in BENCHMARKS:
+        out = RUNS / "eval" / v.name / b.name
+        if (out / "metrics.json").exists():
+            continue
+        print(f"+ gram-ray eval {b.path} --model {v.model} --out {out} --limit {b.limit} "
+              f"--max-prompt-tokens 256 --max-response-tokens 128", flush=True)
+        started = time.time()
+        evaluate(EvalConfig(data=b.path, out=out, limit=b.limit, scorer=ScorerConfig(model=model, **EVAL_TOKENS)))
+        print(f"  {b.name}: {time.time() - started:.0f} s", flush=True)
+
+
+def collect() -> dict:
+    results: dict = {}
+    for v in VARIANTS:
+        row = {}
+        for b in BENCHMARKS:
+            path = RUNS / "eval" / v.name / b.name / "metrics.json"
+            if path.exists():
+                m = json.loads(path.read_text())
+                row[b.name] = {"headline": m["headline"]["value"], "pairs": m["comparisons"],
+                               "accuracy": m["pairs"]["accuracy"], "flip_rate": m["pairs"]["flip_rate"],
+                               "ece": m["pairs"]["ece"]}
+        wall = RUNS / v.name / "wall_seconds.txt"
+        results[v.name] = {"description": v.description, "train_seconds": int(wall.read_text()) if wall.exists() else None,
+                           "benchmarks": row}
+    return results
+
+
+def table(results: dict) -> str:
+    def cell(row: dict, key: str) -> str:
+        return "–" if row.get(key) is None else f"{row[key]:.3f}"
+
+    heads = [b.name for b in BENCHMARKS]
+    lines = [
+        "Headline score per benchmark (accuracy; RM-Bench: mean of hard/normal/easy; JudgeBench: both-order rule), "
+        "then position-flip rate and ECE averaged over the five sets.", "",
+        "| variant | " + " | ".join(heads) + " | mean | flip rate | ECE | train time |",
+        "|---|" + "---:|" * (len(heads) + 4),
+    ]
+    for name, r in results.items():
+        rows = r["benchmarks"]
+        scores = [rows[h]["headline"] if h in rows else None for h in heads]
+        done = [s for s in scores if s is not None]
+        flips = [rows[h]["flip_rate"] for h in heads if h in rows and rows[h]["flip_rate"] is not None]
+        eces = [rows[h]["ece"] for h in heads if h in rows]
+        mean = lambda xs: f"{sum(xs) / len(xs):.3f}" if xs else "–"  # noqa: E731
+        minutes = f"{r['train_seconds'] / 60:.0f} min" if r["train_seconds"] else "–"
+        lines.append(f"| {name} | " + " | ".join("–" if s is None else f"{s:.3f}" for s in scores)
+                     + f" | {mean(done) if len(done) == len(heads) else '–'} | {mean(flips)} | {mean(eces)} | {minutes} |")
+    lines += ["", "Per benchmark: accuracy / flip rate / ECE", "",
+              "| variant | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
+    for name, r in results.items():
+        rows = r["benchmarks"]
+        lines.append(f"| {name} | " + " | ".join(
+            f"{cell(rows[h], 'accuracy')} / {cell(rows[h], 'flip_rate')} / {cell(rows[h], 'ece')}" if h in rows else "–"
+            for h in heads) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=[v.name for v in VARIANTS], choices=[v.name for v in VARIANTS])
+    parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--no-eval", action="store_true")
+    args = parser.parse_args()
+
+    from gram_ray.data import atomic_writer
+
+    make_splits()
+    chosen = [v for v in VARIANTS if v.name in args.variants]
+    if not args.no_train:
+        for v in chosen:
+            train_variant(v)
+    if not args.no_eval:
+        for v in chosen:
+            evaluate_variant(v)
+    results = collect()
+    with atomic_writer(RUNS / "results.json") as f:
+        json.dump(results, f, indent=2)
+    text = table(results)
+    with atomic_writer(RUNS / "table.md") as f:
+        f.write(text)
+    print(text)
+    scores = {n: sum(b["headline"] for b in r["benchmarks"].values()) / len(r["benchmarks"])
+              for n, r in results.items() if len(r["benchmarks"]) == len(BENCHMARKS)}
+    print("RESULT " + " ".join(f"{n}={s:.3f}" for n, s in scores.items()))
+
+
+if __name__ == "__main__":
+    main()
