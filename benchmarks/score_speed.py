@@ -67,7 +67,7 @@ def main() -> None:
     )
     scorer = GramScorer.from_config(config)
     # Truncate once so that both methods score exactly the same texts.
-    texts, _ = scorer._truncate([r.pair for r in rows])
+    texts, _ = scorer.truncate_pairs([r.pair for r in rows])
     pairs = [Pair(q, a, b) for q, a, b in texts]
     dtype = scorer.info()["dtype"]
 

@@ -1,12 +1,13 @@
 """The ``gram-ray`` command: maps subcommands onto the stage functions, nothing more.
 
-    gram-ray compare --model default --prompt P --a TEXT --b TEXT
+    gram-ray compare --model default --prompt P --a TEXT --b TEXT [--reasoning --votes K]
     gram-ray score pairs.jsonl.gz --model default --out scores.jsonl
     gram-ray model prepare [SPEC]        # resolve (and convert GGUF) once, e.g. at set-up time
     gram-ray model info SPEC
     gram-ray client health|compare|rank|reward [--address 127.0.0.1:50051] …
     gram-ray split ../shared/data/train_labeled.jsonl.gz --train-out T --heldout-out H [--heldout-fraction 0.05]
     gram-ray train train_configs/finetune.yaml [--set key=value …]
+    gram-ray self-train train_configs/self_train.yaml [--set key=value …]
     gram-ray eval ../shared/data/dev_rmbench_code.jsonl.gz --model default --out runs/eval/rmbench-code
 """
 
@@ -34,6 +35,22 @@ def _add_scorer_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from a hub repo")
 
 
+def _add_reasoning_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("GRAM-R² reasoning (a reasoning model writes rationales, then votes)")
+    g.add_argument("--reasoning", action="store_true", help="sample rationales and take a majority vote")
+    g.add_argument("--votes", type=int, default=1, help="rationales sampled per pair and order (k)")
+    g.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (0 = greedy)")
+    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--max-new-tokens", type=int, default=256, help="rationale + verdict budget per sample")
+    g.add_argument("--seed", type=int, default=None, help="seed the sampler, for reproducible votes")
+
+
+def _sampling_config(args: argparse.Namespace) -> Any:
+    from gram_ray.reasoning import SamplingConfig
+
+    return SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+
+
 def _scorer_config(args: argparse.Namespace) -> Any:
     from gram_ray.scorer import ScorerConfig
 
@@ -58,7 +75,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from gram_ray.scorer import GramScorer, Pair
 
     scorer = GramScorer.from_config(_scorer_config(args))
-    (result,) = scorer.score([Pair(args.prompt, args.a, args.b)])
+    pair = Pair(args.prompt, args.a, args.b)
+    if args.reasoning:
+        (result,) = scorer.score_reasoning([pair], args.votes, sampling=_sampling_config(args))
+    else:
+        (result,) = scorer.score([pair])
     _print({**result.as_dict(), "model": scorer.info()})
 
 
@@ -76,7 +97,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     config = EvalConfig(
         data=args.data, out=args.out, format=args.format, scorer=_scorer_config(args), limit=args.limit,
-        num_actors=args.num_actors,
+        num_actors=args.num_actors, reasoning=args.reasoning, votes=args.votes, sampling=_sampling_config(args),
     )
     metrics = evaluate(config)
     _print({"headline": metrics["headline"], "pairs": metrics["pairs"], "out": str(args.out)})
@@ -95,6 +116,12 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     result = train(load_train_config(args.config, args.set))
     _print(result.model_dump())
+
+
+def cmd_self_train(args: argparse.Namespace) -> None:
+    from gram_ray.train.self_train import load_self_train_config, self_train
+
+    _print(self_train(load_self_train_config(args.config, args.set)))
 
 
 def cmd_model_export_checkpoint(args: argparse.Namespace) -> None:
@@ -126,7 +153,7 @@ def cmd_client_health(args: argparse.Namespace) -> None:
 
 def cmd_client_compare(args: argparse.Namespace) -> None:
     with _client(args) as client:
-        _print(client.compare_one(args.prompt, args.a, args.b, orders=args.orders))
+        _print(client.compare_one(args.prompt, args.a, args.b, orders=args.orders, reasoning=args.reasoning, votes=args.votes))
 
 
 def cmd_client_rank(args: argparse.Namespace) -> None:
@@ -159,6 +186,8 @@ def _add_client_parsers(sub: Any) -> None:
     q.add_argument("--prompt", required=True)
     q.add_argument("--a", required=True)
     q.add_argument("--b", required=True)
+    q.add_argument("--reasoning", action="store_true", help="GRAM-R²: ask for rationales and a vote (server must enable it)")
+    q.add_argument("--votes", type=int, default=0, help="rationales per pair and order with --reasoning (0 = 1)")
     common(q)
     q.set_defaults(func=cmd_client_compare)
     q = csub.add_parser("rank", help="rank N responses to one prompt")
@@ -185,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--a", required=True, help="response A")
     p.add_argument("--b", required=True, help="response B")
     _add_scorer_args(p)
+    _add_reasoning_args(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("score", help="score a JSONL(.gz) file of pairs")
@@ -202,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="first N rows (prompts) only")
     p.add_argument("--num-actors", type=int, default=None, help="scorer actors (default: one per GPU, else one per 2 CPUs)")
     _add_scorer_args(p)
+    _add_reasoning_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("split", help="split a JSONL(.gz) file by prompt into train and held-out files")
@@ -216,6 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="a YAML training config, e.g. train_configs/finetune.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (dotted keys nest: lora.r=8); repeatable")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("self-train", help="GRAM-R² self-training rounds on unlabeled pairs (train_configs/self_train.yaml)")
+    p.add_argument("config", help="e.g. train_configs/self_train.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field; repeatable")
+    p.set_defaults(func=cmd_self_train)
 
     p = sub.add_parser("model", help="model specs")
     msub = p.add_subparsers(dest="model_command", required=True)

@@ -64,10 +64,12 @@ def prompt_proto(prompt: Prompt) -> pb.Prompt:
     return pb.Prompt(conversation=pb.Conversation(messages=messages))
 
 
-def compare_request(pairs: Sequence[tuple[Prompt, str, str]], orders: str = "both") -> pb.CompareRequest:
+def compare_request(
+    pairs: Sequence[tuple[Prompt, str, str]], orders: str = "both", reasoning: bool = False, votes: int = 0,
+) -> pb.CompareRequest:
     return pb.CompareRequest(
         pairs=[pb.Pair(prompt=prompt_proto(p), response_a=a, response_b=b) for p, a, b in pairs],
-        orders=_ORDERS[orders],
+        orders=_ORDERS[orders], reasoning=reasoning, votes=votes,
     )
 
 
@@ -109,6 +111,8 @@ def pair_result_dict(result: pb.PairResult) -> dict[str, Any]:
             "response_a": result.truncated.response_a,
             "response_b": result.truncated.response_b,
         },
+        **({"rationales": [{"verdict": r.verdict or None, "order": r.order, "text": r.text} for r in result.rationales],
+            "unparsed": result.unparsed} if result.rationales else {}),
     }
 
 
@@ -152,12 +156,16 @@ class GramClient:
                     raise
                 time.sleep(delay)
 
-    def compare(self, pairs: Sequence[tuple[Prompt, str, str]], orders: str = "both") -> list[dict[str, Any]]:
-        response = self._call(self.stub.Compare, compare_request(pairs, orders))
+    def compare(
+        self, pairs: Sequence[tuple[Prompt, str, str]], orders: str = "both", reasoning: bool = False, votes: int = 0,
+    ) -> list[dict[str, Any]]:
+        response = self._call(self.stub.Compare, compare_request(pairs, orders, reasoning, votes))
         return [pair_result_dict(r) for r in response.results]
 
-    def compare_one(self, prompt: Prompt, response_a: str, response_b: str, orders: str = "both") -> dict[str, Any]:
-        return self.compare([(prompt, response_a, response_b)], orders)[0]
+    def compare_one(
+        self, prompt: Prompt, response_a: str, response_b: str, orders: str = "both", reasoning: bool = False, votes: int = 0,
+    ) -> dict[str, Any]:
+        return self.compare([(prompt, response_a, response_b)], orders, reasoning, votes)[0]
 
     def rank(self, prompt: Prompt, responses: Sequence[str], strategy: str = "knockout", orders: str = "both") -> dict[str, Any]:
         return rank_result_dict(self._call(self.stub.Rank, rank_request(prompt, responses, strategy, orders)))
@@ -202,12 +210,16 @@ class AsyncGramClient:
                     raise
                 await asyncio.sleep(delay)
 
-    async def compare(self, pairs: Sequence[tuple[Prompt, str, str]], orders: str = "both") -> list[dict[str, Any]]:
-        response = await self._call(self.stub.Compare, compare_request(pairs, orders))
+    async def compare(
+        self, pairs: Sequence[tuple[Prompt, str, str]], orders: str = "both", reasoning: bool = False, votes: int = 0,
+    ) -> list[dict[str, Any]]:
+        response = await self._call(self.stub.Compare, compare_request(pairs, orders, reasoning, votes))
         return [pair_result_dict(r) for r in response.results]
 
-    async def compare_one(self, prompt: Prompt, response_a: str, response_b: str, orders: str = "both") -> dict[str, Any]:
-        return (await self.compare([(prompt, response_a, response_b)], orders))[0]
+    async def compare_one(
+        self, prompt: Prompt, response_a: str, response_b: str, orders: str = "both", reasoning: bool = False, votes: int = 0,
+    ) -> dict[str, Any]:
+        return (await self.compare([(prompt, response_a, response_b)], orders, reasoning, votes))[0]
 
     async def rank(self, prompt: Prompt, responses: Sequence[str], strategy: str = "knockout", orders: str = "both") -> dict[str, Any]:
         return rank_result_dict(await self._call(self.stub.Rank, rank_request(prompt, responses, strategy, orders)))

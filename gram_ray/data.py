@@ -21,7 +21,7 @@ import random
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ class PairRow:
     id: Any = None
     label: str | None = None  # "A" or "B": which response is better, when known
     prob_a: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    rationale: str | None = None  # GRAM-R²: a written justification of ``label``
 
 
 def open_text(path: str | os.PathLike) -> io.TextIOBase:
@@ -122,8 +122,11 @@ def parse_pair_row(row: dict[str, Any], path: Any, line: int) -> PairRow:
     prob_a = row.get("prob_a")
     if prob_a is not None and not (isinstance(prob_a, int | float) and 0.0 <= prob_a <= 1.0):
         raise DataError(path, line, "prob_a", f"expected a number in [0, 1], got {prob_a!r}")
+    rationale = row.get("rationale")
+    if rationale is not None and not (isinstance(rationale, str) and rationale.strip()):
+        raise DataError(path, line, "rationale", "expected a non-empty string")
     row_id = row.get("id", row.get("pair_id"))
-    return PairRow(line=line, pair=Pair(prompt, a, b), id=row_id, label=label, prob_a=prob_a)
+    return PairRow(line=line, pair=Pair(prompt, a, b), id=row_id, label=label, prob_a=prob_a, rationale=rationale)
 
 
 def read_pairs(path: str | os.PathLike, skip_bad_rows: bool = False, limit: int | None = None) -> tuple[list[PairRow], list[DataError]]:

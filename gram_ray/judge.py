@@ -70,6 +70,17 @@ REASONING_TEMPLATE = REASONING_INSTRUCTION + "\n\n" + QUESTION_BLOCK + ANSWERS_B
 
 REASONING_TARGET_TEMPLATE = "<think>\n{rationale}\n</think>\n<answer>{verdict}</answer>"
 
+PROVING_INSTRUCTION = (
+    "Below are a user question and the responses of two AI assistants. An impartial expert judge "
+    "found that assistant {verdict} answered better. Write the judge's reasoning: inside <think> and "
+    "</think>, give brief feedback on each response, compare them, and conclude why assistant "
+    "{verdict}'s answer is the better one. Refer to the assistants as Assistant A and Assistant B."
+)
+PROVING_TEMPLATE = PROVING_INSTRUCTION + "\n\n" + QUESTION_BLOCK + ANSWERS_BLOCK
+"""GRAM-R² preference-proving prompt: the label is given, the model writes a rationale for it."""
+
+PROVING_TARGET_TEMPLATE = "<think>\n{rationale}\n</think>"
+
 
 # ----------------------------------------------------------------------------------------------
 # Prompts: plain strings or chat messages
@@ -118,6 +129,17 @@ def reasoning_target(rationale: str, verdict: str) -> str:
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
     return REASONING_TARGET_TEMPLATE.format(rationale=rationale.strip(), verdict=verdict)
+
+
+def proving_content(question: str, response_a: str, response_b: str, verdict: str) -> str:
+    """The user-turn text of the preference-proving prompt (``verdict`` is the known label)."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    return PROVING_TEMPLATE.format(question=question, response_a=response_a, response_b=response_b, verdict=verdict)
+
+
+def proving_target(rationale: str) -> str:
+    return PROVING_TARGET_TEMPLATE.format(rationale=rationale.strip())
 
 
 def pretrain_texts(question: str, response_a: str, response_b: str) -> tuple[str, str]:
@@ -217,3 +239,55 @@ def parse_answer(text: str) -> str | None:
         if matches:
             return matches[-1].upper()
     return None
+
+
+_THINK_RE = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+def parse_rationale(text: str) -> str | None:
+    """The rationale of a reasoning or proving output: the last ``<think>…</think>`` block; an
+    unclosed ``<think>`` (generation cut at its token budget) keeps what follows it; text with no
+    tags is taken whole, less any ``<answer>`` tag. None when nothing is left."""
+    blocks = _THINK_RE.findall(text)
+    if blocks:
+        rationale = blocks[-1]
+    elif "<think>" in text:
+        rationale = text.rsplit("<think>", 1)[1]
+    else:
+        rationale = _ANSWER_RE.sub("", text.replace("</think>", ""))
+    rationale = rationale.strip()
+    return rationale or None
+
+
+_NAME_RE = re.compile(r"\b(Assistant|Response|Answer|assistant|response|answer)(\s+|_)([AB])\b")
+
+
+def swap_names(text: str) -> str:
+    """Swap "Assistant A" and "Assistant B" (also Response/Answer) in a rationale, for the example
+    with the two responses in the other order."""
+    return _NAME_RE.sub(lambda m: m.group(1) + m.group(2) + ("B" if m.group(3) == "A" else "A"), text)
+
+
+@dataclass(frozen=True)
+class Vote:
+    """The outcome of k sampled reasoning verdicts for one pair (in "response_a is better" terms)."""
+
+    p_a_better: float
+    votes_a: int
+    votes_b: int
+    unparsed: int
+    tie_broken: bool
+
+
+def majority_vote(verdicts: Sequence[str | None], p_tiebreak: float) -> Vote:
+    """GRAM-R² test-time voting: ``p_a_better`` is the share of readable verdicts that prefer A.
+
+    With no majority (a tie, or no readable verdict at all) the votes carry no preference, so the
+    verdict-token probability ``p_tiebreak`` decides and is returned as the score.
+    """
+    a = sum(v == "A" for v in verdicts)
+    b = sum(v == "B" for v in verdicts)
+    unparsed = len(verdicts) - a - b
+    if a == b:
+        return Vote(float(p_tiebreak), a, b, unparsed, True)
+    return Vote(a / (a + b), a, b, unparsed, False)

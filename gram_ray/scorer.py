@@ -47,6 +47,7 @@ from gram_ray.models import (
     resolve_dtype,
     resolve_model,
 )
+from gram_ray.reasoning import Rationale, SamplingConfig, judge_with_reasoning
 
 logger = logging.getLogger(__name__)
 
@@ -98,14 +99,20 @@ class PairScore:
     p_ab: float
     p_ba: float | None
     truncated: Truncation = field(default_factory=Truncation)
+    rationales: list[Rationale] = field(default_factory=list)  # reasoning mode only
+    unparsed: int = 0  # reasoning outputs with no readable verdict
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "p_a_better": self.p_a_better,
             "p_ab": self.p_ab,
             "p_ba": self.p_ba,
             "truncated": {k: getattr(self.truncated, k) for k in ("prompt", "response_a", "response_b")},
         }
+        if self.rationales:
+            out["rationales"] = [{"verdict": r.verdict, "order": r.order, "text": r.text} for r in self.rationales]
+            out["unparsed"] = self.unparsed
+        return out
 
 
 @dataclass
@@ -117,6 +124,8 @@ class ScorerStats:
     real_tokens: int = 0
     truncated_prompts: int = 0
     truncated_responses: int = 0
+    generated_tokens: int = 0  # reasoning mode
+    unparsed: int = 0  # reasoning outputs with no readable verdict
 
 
 def truncate_texts(tokenizer: Any, texts: list[str], max_tokens: int) -> tuple[list[str], list[bool]]:
@@ -256,7 +265,10 @@ class GramScorer:
             raise ValueError(f"orders: unknown value {orders!r} (both, ab)")
         if not pairs:
             return []
-        texts, truncations = self._truncate(pairs)
+        texts, truncations = self.truncate_pairs(pairs)
+        return self._score_texts(texts, truncations, orders)
+
+    def _score_texts(self, texts: list[tuple[str, str, str]], truncations: list[Truncation], orders: str) -> list[PairScore]:
         if self.scalar:
             return self._score_scalar(texts, truncations, orders)
         sequences: list[list[int]] = []
@@ -271,7 +283,41 @@ class GramScorer:
             p_ab = p_first[step * i]
             p_ba = 1.0 - p_first[step * i + 1] if orders == "both" else None
             results.append(PairScore(judge.combine_orders(p_ab, p_ba), p_ab, p_ba, truncation))
-        self.stats.pairs += len(pairs)
+        self.stats.pairs += len(texts)
+        return results
+
+    def score_reasoning(
+        self, pairs: Sequence[Pair], votes: int = 1, orders: Orders | None = None, sampling: SamplingConfig | None = None,
+    ) -> list[PairScore]:
+        """GRAM-R²: ``votes`` sampled rationales per order, majority vote. ``p_a_better`` is the share
+        of readable verdicts for A (``p_ab``/``p_ba``: the share within each order); with no
+        majority the verdict-token probability decides. Unreadable outputs are counted, never fatal."""
+        orders = orders or self.config.orders
+        if orders not in judge.ORDERS:
+            raise ValueError(f"orders: unknown value {orders!r} (both, ab)")
+        if votes < 1:
+            raise ValueError(f"votes: must be >= 1, got {votes}")
+        if self.scalar:
+            raise ValueError("reasoning: a scalar (Bradley-Terry) model cannot write rationales")
+        if not pairs:
+            return []
+        texts, truncations = self.truncate_pairs(pairs)
+        with torch.inference_mode():
+            # The tie-breaker; one forward pass per order, small next to generation.
+            token_scores = self._score_texts(texts, truncations, orders)
+            rationales, new_tokens = judge_with_reasoning(
+                self.model, self.tokenizer, texts, votes, orders, sampling or SamplingConfig()
+            )
+        results = []
+        for token_score, written in zip(token_scores, rationales, strict=True):
+            overall = judge.majority_vote([r.verdict for r in written], token_score.p_a_better)
+            p_ab = judge.majority_vote([r.verdict for r in written if r.order == "ab"], token_score.p_ab).p_a_better
+            p_ba = None
+            if orders == "both":
+                p_ba = judge.majority_vote([r.verdict for r in written if r.order == "ba"], token_score.p_ba).p_a_better
+            results.append(PairScore(overall.p_a_better, p_ab, p_ba, token_score.truncated, written, overall.unparsed))
+        self.stats.generated_tokens += new_tokens
+        self.stats.unparsed += sum(r.unparsed for r in results)
         return results
 
     def _score_scalar(self, texts: list[tuple[str, str, str]], truncations: list[Truncation], orders: str) -> list[PairScore]:
@@ -325,7 +371,7 @@ class GramScorer:
     # Encoding
     # ------------------------------------------------------------------------------------------
 
-    def _truncate(self, pairs: Sequence[Pair]) -> tuple[list[tuple[str, str, str]], list[Truncation]]:
+    def truncate_pairs(self, pairs: Sequence[Pair]) -> tuple[list[tuple[str, str, str]], list[Truncation]]:
         questions = [judge.render_question(p.prompt) for p in pairs]
         q_cut, q_flag = self.truncate_texts(questions, self.config.max_prompt_tokens)
         r_cut, r_flag = self.truncate_texts(

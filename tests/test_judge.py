@@ -27,10 +27,63 @@ def test_reasoning_template_round_trip():
         judge.reasoning_target("x", "C")
 
 
+def test_proving_template_round_trip():
+    content = judge.proving_content("Q?", "first", "second", "B")
+    assert "assistant B answered better" in content and "[User Question]\nQ?" in content
+    assert content.index("first") < content.index("second")
+    target = judge.proving_target("  B cites a source.  ")
+    assert target == "<think>\nB cites a source.\n</think>"
+    assert judge.parse_rationale(target) == "B cites a source."
+    with pytest.raises(ValueError):
+        judge.proving_content("Q?", "a", "b", "tie")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("<think>\nA is clearer.\n</think>\n<answer>A</answer>", "A is clearer."),
+        ("<think>first</think> <think>second</think><answer>B</answer>", "second"),
+        ("<think>cut off at the token budget", "cut off at the token budget"),
+        ("No tags at all. <answer>B</answer>", "No tags at all."),
+        ("<think>  </think><answer>A</answer>", None),
+        ("", None),
+    ],
+)
+def test_parse_rationale(text, expected):
+    assert judge.parse_rationale(text) == expected
+
+
+def test_swap_names_swaps_both_ways_once():
+    text = "Assistant A is vague; Assistant B cites data, so Response B wins over response A."
+    swapped = judge.swap_names(text)
+    assert swapped == "Assistant B is vague; Assistant A cites data, so Response A wins over response B."
+    assert judge.swap_names(swapped) == text
+    assert judge.swap_names("A plan B") == "A plan B"  # bare letters are not names
+
+
+@pytest.mark.parametrize(
+    "verdicts, tiebreak, expected, tie",
+    [
+        (["A", "A", "B"], 0.1, 2 / 3, False),  # vote share, the token probability ignored
+        (["B", "B", "B", "B", "A"], 0.9, 0.2, False),
+        (["A", None, "A", None, "B"], 0.5, 2 / 3, False),  # unparsed outputs do not vote
+        (["A", "B"], 0.7, 0.7, True),  # a tie: the verdict-token probability decides
+        ([None, None], 0.3, 0.3, True),
+        ([], 0.4, 0.4, True),
+    ],
+)
+def test_majority_vote(verdicts, tiebreak, expected, tie):
+    vote = judge.majority_vote(verdicts, tiebreak)
+    assert vote.p_a_better == pytest.approx(expected) and vote.tie_broken is tie
+    assert vote.unparsed == sum(v is None for v in verdicts)
+    assert vote.votes_a + vote.votes_b + vote.unparsed == len(verdicts)
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
         ("<think>x</think><answer>A</answer>", "A"),
+        ("<answer>A</answer>\n\nThat is my answer.", "A"),  # text after the tag (the reference parser would lose it)
         ("<think>format: <answer>A</answer> or <answer>B</answer></think>\n<answer> B </answer>", "B"),
         ("<answer>b</answer>", "B"),
         ("<answer>Assistant A</answer>", "A"),

@@ -152,7 +152,8 @@ def test_bad_rows_stop_the_job_with_their_line(tmp_path, tiny_model_dir):
         prepare_data(config(tmp_path, tiny_model_dir, unlabeled))
 
 
-TRAIN_CONFIGS = sorted((ROOT / "train_configs").glob("*.yaml"))
+SELF_TRAIN_CONFIG = ROOT / "train_configs" / "self_train.yaml"
+TRAIN_CONFIGS = sorted(p for p in (ROOT / "train_configs").glob("*.yaml") if p != SELF_TRAIN_CONFIG)
 
 
 @pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
@@ -167,7 +168,24 @@ def test_train_configs_validate(path):
 
 
 def test_the_expected_configs_exist():
-    assert {p.name for p in TRAIN_CONFIGS} >= {"pretrain.yaml", "finetune.yaml", "adapt.yaml", "bt_baseline.yaml"}
+    assert {p.name for p in TRAIN_CONFIGS} >= {
+        "pretrain.yaml", "finetune.yaml", "adapt.yaml", "bt_baseline.yaml", "prover.yaml", "reasoner.yaml"
+    }
+
+
+def test_self_train_config_validates_with_its_retrain_config():
+    from gram_ray.train.self_train import load_self_train_config
+
+    cfg = load_self_train_config(SELF_TRAIN_CONFIG)
+    assert cfg.rounds >= 1 and cfg.votes >= 1 and 0.5 <= cfg.min_confidence <= 1
+    for item in [*cfg.unlabeled, *cfg.labeled_rationales]:
+        assert Path(item).is_absolute() and (not DATA.is_dir() or Path(item).is_file()), item
+    # Local model paths become absolute even before the jobs that write them have run.
+    assert cfg.reasoner == str(ROOT / "runs" / "reasoner" / "final") and Path(cfg.prover).is_absolute()
+    retrain = load_train_config(cfg.retrain_config, [*cfg.retrain_overrides, "model=smollm2-135m"])
+    assert retrain.stage == "reasoner"
+    with pytest.raises(ValueError):
+        load_self_train_config(SELF_TRAIN_CONFIG, ["min_confidence=0.3"])
 
 
 def test_overrides():

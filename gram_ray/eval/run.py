@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gram_ray.data import DataError, atomic_writer, iter_jsonl, parse_pair_row
 from gram_ray.eval import scoring
 from gram_ray.judge import render_question
+from gram_ray.reasoning import SamplingConfig
 from gram_ray.scorer import ScorerConfig
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,9 @@ class EvalConfig(BaseModel):
     limit: int | None = Field(None, gt=0, description="first N rows (prompts) only")
     num_actors: int | None = Field(None, gt=0, description="scorer actors; default one per GPU, else one per 2 CPUs")
     batch_size: int = Field(16, gt=0, description="comparisons per actor call")
+    reasoning: bool = Field(False, description="GRAM-R²: sampled rationales and a majority vote")
+    votes: int = Field(1, gt=0, description="reasoning samples per pair and order")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -97,22 +102,34 @@ def load_comparisons(cfg: EvalConfig) -> tuple[str, list[dict[str, Any]]]:
 class ScorerActor:
     """One GRAM scorer per actor; scores a batch of comparisons in both orders."""
 
-    def __init__(self, scorer_config: dict[str, Any]):
+    def __init__(self, scorer_config: dict[str, Any], reasoning: dict[str, Any] | None = None):
         from gram_ray.scorer import GramScorer
 
         self.scorer = GramScorer.from_config(ScorerConfig(**scorer_config))
+        self.reasoning = reasoning  # {"votes": k, "sampling": {...}} or None
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         from gram_ray.scorer import Pair
 
         pairs = [Pair(p, a, b) for p, a, b in zip(batch["prompt"], batch["a"], batch["b"], strict=True)]
-        results = self.scorer.score(pairs, orders="both")
+        started, tokens_before = time.perf_counter(), self.scorer.stats.generated_tokens
+        if self.reasoning:
+            results = self.scorer.score_reasoning(
+                pairs, self.reasoning["votes"], "both", SamplingConfig(**self.reasoning["sampling"])
+            )
+        else:
+            results = self.scorer.score(pairs, orders="both")
         return {
             "job": batch["job"],
             "p_a_better": [r.p_a_better for r in results],
             "p_ab": [r.p_ab for r in results],
             "p_ba": [r.p_ba for r in results],
             "truncated": [r.truncated.any for r in results],
+            "rationales": [json.dumps([vars(x) for x in r.rationales]) for r in results],
+            "unparsed": [r.unparsed for r in results],
+            # per batch, on its first row: generated tokens and seconds (for tokens/s)
+            "generated_tokens": [self.scorer.stats.generated_tokens - tokens_before] + [0] * (len(results) - 1),
+            "seconds": [time.perf_counter() - started] + [0.0] * (len(results) - 1),
         }
 
 
@@ -129,14 +146,17 @@ def score_jobs(cfg: EvalConfig, jobs: list[dict[str, Any]]) -> list[dict[str, An
     items = [{"job": k, "prompt": j["prompt"], "a": j["a"], "b": j["b"]} for k, j in enumerate(jobs)]
     dataset = ray.data.from_items(items).map_batches(
         ScorerActor,
-        fn_constructor_kwargs={"scorer_config": cfg.scorer.model_dump()},
+        fn_constructor_kwargs={
+            "scorer_config": cfg.scorer.model_dump(),
+            "reasoning": {"votes": cfg.votes, "sampling": cfg.sampling.model_dump()} if cfg.reasoning else None,
+        },
         batch_size=cfg.batch_size,
         concurrency=actors,
         batch_format="pandas",
         **per_actor,
     )
     scored = {int(r["job"]): r for r in dataset.iter_rows()}
-    columns = ("p_a_better", "p_ab", "p_ba", "truncated")
+    columns = ("p_a_better", "p_ab", "p_ba", "truncated", "rationales", "unparsed", "generated_tokens", "seconds")
     return [{**job, **{c: scored[k][c] for c in columns}} for k, job in enumerate(jobs)]
 
 
@@ -166,6 +186,15 @@ def compute_metrics(fmt: str, results: list[dict[str, Any]]) -> dict[str, Any]:
     else:
         metrics["headline"] = {"name": "accuracy", "value": metrics["pairs"]["accuracy"]}
     metrics["truncated_comparisons"] = sum(bool(r["truncated"]) for r in results)
+    if any(r.get("rationales") not in (None, "[]") for r in results):
+        samples = sum(len(json.loads(r["rationales"])) for r in results)
+        tokens, seconds = sum(r["generated_tokens"] for r in results), sum(r["seconds"] for r in results)
+        metrics["reasoning"] = {
+            "samples": samples, "unparsed": sum(r["unparsed"] for r in results),
+            "unparsed_rate": sum(r["unparsed"] for r in results) / samples if samples else 0.0,
+            "generated_tokens": tokens, "actor_seconds": seconds,
+            "tokens_per_s_per_actor": tokens / seconds if seconds else None,
+        }
     return metrics
 
 
@@ -223,7 +252,7 @@ def write_report(out: Path, model: str, data: Path, metrics: dict[str, Any], res
         f"- ECE: {pairs['ece']:.4f}",
         f"- comparisons with truncated text: {metrics['truncated_comparisons']} of {metrics['comparisons']}", "",
     ]
-    for key in ("rmbench", "judgebench", "rewardbench"):
+    for key in ("rmbench", "judgebench", "rewardbench", "reasoning"):
         if key in metrics:
             lines += [f"## {key}", "", "```json", json.dumps(metrics[key], indent=2), "```", ""]
     lines += ["![accuracy](accuracy.png)", "", "![reliability](reliability.png)", "", "![flip rate](flip_rate.png)", ""]
@@ -237,10 +266,14 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     results = score_jobs(cfg, jobs)
     metrics = compute_metrics(fmt, results)
     metrics.update({"model": cfg.scorer.model, "data": str(cfg.data)})
+    if cfg.reasoning:
+        metrics["reasoning"] = {"votes": cfg.votes, "sampling": cfg.sampling.model_dump(), **metrics.get("reasoning", {})}
     cfg.out.mkdir(parents=True, exist_ok=True)
     with atomic_writer(cfg.out / "predictions.jsonl") as f:
         for r in results:
             record = {k: r[k] for k in ("id", "line", "i", "j", "subset", "label", "p_a_better", "p_ab", "p_ba", "truncated")}
+            if cfg.reasoning:
+                record.update(rationales=json.loads(r["rationales"]), unparsed=r["unparsed"])
             f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
     write_report(cfg.out, cfg.scorer.model, cfg.data, metrics, results)
     with atomic_writer(cfg.out / "metrics.json") as f:

@@ -82,12 +82,14 @@ class CompareRequest(_message.Message):
     def __init__(self, pairs: _Optional[_Iterable[_Union[Pair, _Mapping]]] = ..., orders: _Optional[_Union[Orders, str]] = ..., reasoning: _Optional[bool] = ..., votes: _Optional[int] = ...) -> None: ...
 
 class Rationale(_message.Message):
-    __slots__ = ("text", "verdict")
+    __slots__ = ("text", "verdict", "order")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
     text: str
     verdict: str
-    def __init__(self, text: _Optional[str] = ..., verdict: _Optional[str] = ...) -> None: ...
+    order: str
+    def __init__(self, text: _Optional[str] = ..., verdict: _Optional[str] = ..., order: _Optional[str] = ...) -> None: ...
 
 class PairResult(_message.Message):
     __slots__ = ("p_a_better", "p_ab", "p_ba", "truncated", "rationales", "unparsed")

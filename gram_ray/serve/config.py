@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gram_ray.reasoning import SamplingConfig
 from gram_ray.scorer import ScorerConfig
 
 
@@ -35,6 +36,16 @@ class LimitsConfig(BaseModel):
     max_text_chars: int = Field(200_000, gt=0, description="per prompt or response (before token truncation)")
 
 
+class ReasoningConfig(BaseModel):
+    """GRAM-R² on the service: ``CompareRequest.reasoning`` samples rationales with these settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="serve reasoning requests (the model should be a GRAM-R² reasoner)")
+    max_votes: int = Field(8, gt=0, description="largest k a request may ask for")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+
+
 class AppConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -42,3 +53,4 @@ class AppConfig(BaseModel):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     grpc: GrpcConfig = Field(default_factory=GrpcConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)

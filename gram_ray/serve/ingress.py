@@ -75,7 +75,8 @@ class ComparatorIngress:
         self.scorer = scorer
         info = await scorer.info.remote()
         self.service = ComparatorService(
-            self._score_pairs, info, self.config.limits, default_orders=self.config.scorer.orders
+            self._score_pairs, info, self.config.limits, default_orders=self.config.scorer.orders,
+            reason_pairs=self._reason_pairs if self.config.reasoning.enabled else None, reasoning=self.config.reasoning,
         )
         options = [
             ("grpc.max_receive_message_length", self.config.grpc.max_message_bytes),
@@ -93,6 +94,9 @@ class ComparatorIngress:
 
     async def _score_pairs(self, pairs: list[Pair], orders: str) -> list[PairScore]:
         return list(await asyncio.gather(*(self.scorer.score.remote(PairJob(p, orders)) for p in pairs)))
+
+    async def _reason_pairs(self, pairs: list[Pair], orders: str, votes: int) -> list[PairScore]:
+        return await self.scorer.reason.remote(pairs, orders, votes, self.config.reasoning.sampling.model_dump())
 
     async def grpc_port(self) -> int:
         return self.port

@@ -17,6 +17,7 @@ from typing import Any
 
 from ray import serve
 
+from gram_ray.reasoning import SamplingConfig
 from gram_ray.scorer import GramScorer, Pair, PairScore, ScorerConfig
 from gram_ray.serve.config import BatchingConfig
 
@@ -71,6 +72,14 @@ class ScorerDeployment:
             for i, result in zip(idx, self.scorer.score([jobs[i].pair for i in idx], orders=orders), strict=True):
                 results[i] = result
         return results  # type: ignore[return-value]
+
+    async def reason(self, pairs: list[Pair], orders: str, votes: int, sampling: dict[str, Any]) -> list[PairScore]:
+        """GRAM-R²: one request's pairs generate together (k samples each); not merged across
+        requests, since generation time is set by the longest rationale rather than by the batch."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, lambda: self.scorer.score_reasoning(pairs, votes, orders, SamplingConfig(**sampling))
+        )
 
     def info(self) -> dict[str, Any]:
         return self.scorer.info()

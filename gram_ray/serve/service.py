@@ -10,7 +10,7 @@ names the field, e.g. ``pairs[2].response_b: empty``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -19,9 +19,10 @@ from gram_ray import __version__, judge, ranking
 from gram_ray.judge import Prompt
 from gram_ray.proto import gram_pb2 as pb
 from gram_ray.scorer import Pair, PairScore
-from gram_ray.serve.config import LimitsConfig
+from gram_ray.serve.config import LimitsConfig, ReasoningConfig
 
 ScorePairs = Callable[[Sequence[Pair], str], Awaitable[Sequence[PairScore]]]
+ReasonPairs = Callable[[Sequence[Pair], str, int], Awaitable[Sequence[PairScore]]]  # (pairs, orders, votes)
 
 _ORDERS = {pb.ORDERS_BOTH: "both", pb.ORDERS_AB: "ab"}
 _STRATEGIES = {
@@ -53,6 +54,8 @@ class ComparatorService:
     model_info: dict[str, Any]
     limits: LimitsConfig
     default_orders: str = "both"
+    reason_pairs: ReasonPairs | None = None  # None: reasoning requests get UNIMPLEMENTED
+    reasoning: ReasoningConfig = field(default_factory=ReasoningConfig)
 
     # ------------------------------------------------------------------------------------------
     # Validation helpers
@@ -94,15 +97,21 @@ class ComparatorService:
         if n > limit:
             raise too_large(field, f"{n} items, over the limit of {limit}")
 
-    @staticmethod
-    def _check_reasoning(reasoning: bool, votes: int) -> None:
+    def _votes(self, reasoning: bool, votes: int) -> int:
         if votes < 0:
             raise invalid("votes", f"must be >= 0, got {votes}")
-        if reasoning:
+        if not reasoning:
+            if votes > 0:
+                raise invalid("votes", "only used with reasoning=true")
+            return 0
+        if self.reason_pairs is None:
             raise RequestError(
                 grpc.StatusCode.UNIMPLEMENTED,
-                "reasoning: this server's model has no reasoning mode (GRAM-R² reasoning is not available yet)",
+                "reasoning: not enabled on this server (set reasoning.enabled in the serve config, with a GRAM-R² model)",
             )
+        if votes > self.reasoning.max_votes:
+            raise too_large("votes", f"{votes}, over the limit of {self.reasoning.max_votes}")
+        return max(votes, 1)
 
     # ------------------------------------------------------------------------------------------
     # RPCs
@@ -111,7 +120,7 @@ class ComparatorService:
     async def compare(self, request: pb.CompareRequest) -> pb.CompareResponse:
         self._count(len(request.pairs), self.limits.max_pairs_per_request, "pairs")
         orders = self._orders(request.orders)
-        self._check_reasoning(request.reasoning, request.votes)
+        votes = self._votes(request.reasoning, request.votes)
         pairs = [
             Pair(
                 self._prompt(p.prompt, f"pairs[{i}].prompt"),
@@ -120,7 +129,10 @@ class ComparatorService:
             )
             for i, p in enumerate(request.pairs)
         ]
-        results = await self.score_pairs(pairs, orders)
+        if votes:
+            results = await self.reason_pairs(pairs, orders, votes)
+        else:
+            results = await self.score_pairs(pairs, orders)
         return pb.CompareResponse(results=[_pair_result(r) for r in results])
 
     async def rank(self, request: pb.RankRequest) -> pb.RankResponse:
@@ -197,4 +209,7 @@ def _pair_result(score: PairScore) -> pb.PairResult:
     )
     if score.p_ba is not None:
         result.p_ba = score.p_ba
+    for r in score.rationales:
+        result.rationales.add(text=r.text, verdict=r.verdict or "", order=r.order)
+    result.unparsed = score.unparsed
     return result

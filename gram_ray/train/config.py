@@ -26,9 +26,10 @@ class LoraConfig(BaseModel):
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    stage: Literal["pretrain", "finetune", "bt"] = Field(
+    stage: Literal["pretrain", "finetune", "bt", "reasoner", "prover"] = Field(
         description="pretrain: generate both responses (stage 1); finetune: verdict loss (stage 2, also task "
-        "adaptation); bt: scalar-head Bradley-Terry baseline"
+        "adaptation); bt: scalar-head Bradley-Terry baseline; reasoner: GRAM-R² rationale then verdict; "
+        "prover: GRAM-R² rationale for a given label"
     )
     model: str = Field(description="model spec: smollm2-135m, default, a directory, a PEFT adapter directory, …")
     data: list[str] = Field(description="JSONL(.gz) files (relative paths resolve against the config file)")
@@ -55,13 +56,14 @@ class TrainConfig(BaseModel):
     # Data
     max_prompt_tokens: int = Field(256, gt=0)
     max_response_tokens: int = Field(256, gt=0)
+    max_rationale_tokens: int = Field(256, gt=0, description="reasoner/prover: rationale budget (keeps the start)")
     limit: int | None = Field(None, gt=0, description="use only the first N rows of each file")
     skip_bad_rows: bool = Field(False, description="skip (and count) malformed rows instead of stopping")
 
     # Loss
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     soft_labels: bool = Field(False, description="finetune: train on prob_a where rows have it")
-    both_orders: bool = Field(True, description="finetune: use each pair in both orders")
+    both_orders: bool = Field(True, description="finetune/reasoner/prover: use each pair in both orders")
 
     # Model update
     lora: LoraConfig | None = Field(default_factory=LoraConfig, description="null = full fine-tuning")
@@ -104,25 +106,47 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Load a YAML config; relative data paths and output_dir resolve against the config's folder's parent
-    (the project root for ``train_configs/*.yaml``)."""
+def resolve_project_paths(
+    raw: dict[str, Any], base: Path, files: tuple[str, ...] = (), dirs: tuple[str, ...] = (), models: tuple[str, ...] = (),
+) -> None:
+    """Make a config's relative paths absolute against ``base`` (the project root), in place.
+
+    ``files``: a path or a list of paths (a single one becomes a list); ``dirs``: one path;
+    ``models``: a model spec, made absolute when it is a local path (exists under ``base``, starts
+    with ./ or ../, or has more than the two parts of a hub id ``org/name``, e.g. runs/x/final that
+    an earlier job will write), so hub ids and built-in names stay as given. Ray Train workers
+    and Ray Data actors run in other working directories, hence absolute paths.
+    """
+    for key in files:
+        if isinstance(raw.get(key), str):
+            raw[key] = [raw[key]]
+        for i, item in enumerate(raw.get(key) or []):
+            if isinstance(item, str) and not Path(item).is_absolute():
+                raw[key][i] = str((base / item).resolve())
+    for key in dirs:
+        if isinstance(raw.get(key), str) and not Path(raw[key]).is_absolute():
+            raw[key] = str((base / raw[key]).resolve())
+    for key in models:
+        model = raw.get(key)
+        if not isinstance(model, str) or Path(model).is_absolute():
+            continue
+        if model.startswith(("./", "../")) or len(Path(model).parts) > 2 or (base / model).exists():
+            raw[key] = str((base / model).resolve())
+
+
+def read_config(path: str | Path, overrides: list[str] | None = None) -> tuple[dict[str, Any], Path]:
+    """A YAML config's mapping with ``--set`` overrides applied, and the project root it is relative to
+    (the config folder's parent: the project root for ``train_configs/*.yaml``)."""
     path = Path(path)
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping at the top level")
-    raw = apply_overrides(raw, overrides or [])
-    if isinstance(raw.get("data"), str):
-        raw["data"] = [raw["data"]]
-    base = path.resolve().parent.parent
-    for i, item in enumerate(raw.get("data") or []):
-        if isinstance(item, str) and not Path(item).is_absolute():
-            raw["data"][i] = str((base / item).resolve())
-    if isinstance(raw.get("output_dir"), str) and not Path(raw["output_dir"]).is_absolute():
-        raw["output_dir"] = str((base / raw["output_dir"]).resolve())
-    model = raw.get("model")
-    # A relative model path that exists under the project root (runs/x/final, a packaged adapter)
-    # is made absolute: Ray Train workers run in another working directory. Hub ids stay as given.
-    if isinstance(model, str) and not Path(model).is_absolute() and (model.startswith(("./", "../")) or (base / model).exists()):
-        raw["model"] = str((base / model).resolve())
+    return apply_overrides(raw, overrides or []), path.resolve().parent.parent
+
+
+def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Load a YAML training config; relative data paths, output_dir and local model paths resolve
+    against the project root."""
+    raw, base = read_config(path, overrides)
+    resolve_project_paths(raw, base, files=("data",), dirs=("output_dir",), models=("model",))
     return TrainConfig(**raw)

@@ -69,19 +69,54 @@ def verdict_batch(
     return batch
 
 
-def pretrain_batch(rows: Sequence[PairRow], tokenizer: Any, max_prompt: int, max_response: int) -> Batch:
-    """Stage 1: the question in the user turn, both answers as the assistant's reply; loss on the reply."""
-    questions, a, b, truncated = _truncated_fields(rows, tokenizer, max_prompt, max_response)
+def lm_batch(tokenizer: Any, prompts: Sequence[str], targets: Sequence[str]) -> Batch:
+    """Prompt in the user turn, target as the assistant's reply (then EOS); the loss covers the reply."""
     special = not judge.uses_chat_template(tokenizer)
     sequences, labels = [], []
-    for q, ra, rb in zip(questions, a, b, strict=True):
-        prompt_text, target_text = judge.pretrain_texts(q, ra, rb)
+    for prompt_text, target_text in zip(prompts, targets, strict=True):
         prompt_ids = tokenizer(judge.chat_prompt(tokenizer, prompt_text), add_special_tokens=special)["input_ids"]
         target_ids = tokenizer(target_text + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
         sequences.append(prompt_ids + target_ids)
         labels.append([-100] * len(prompt_ids) + target_ids)
-    batch = _pad(sequences, tokenizer.pad_token_id, labels)
+    return _pad(sequences, tokenizer.pad_token_id, labels)
+
+
+def pretrain_batch(rows: Sequence[PairRow], tokenizer: Any, max_prompt: int, max_response: int) -> Batch:
+    """Stage 1: the question in the user turn, both answers as the assistant's reply; loss on the reply."""
+    questions, a, b, truncated = _truncated_fields(rows, tokenizer, max_prompt, max_response)
+    prompts, targets = zip(*(judge.pretrain_texts(q, ra, rb) for q, ra, rb in zip(questions, a, b, strict=True)), strict=True)
+    batch = lm_batch(tokenizer, prompts, targets)
     batch.truncated = truncated
+    return batch
+
+
+def rationale_batch(
+    stage: str, rows: Sequence[PairRow], tokenizer: Any, max_prompt: int, max_response: int, max_rationale: int,
+    both_orders: bool = True,
+) -> Batch:
+    """GRAM-R². ``reasoner``: the reasoning judge prompt → ``<think>rationale</think><answer>label</answer>``;
+    ``prover``: the proving prompt (label given) → ``<think>rationale</think>``. With ``both_orders``
+    each pair also appears swapped, its rationale's assistant names swapped to match."""
+    questions, a, b, truncated = _truncated_fields(rows, tokenizer, max_prompt, max_response)
+    for row in rows:
+        if row.label is None or row.rationale is None:
+            missing = "label" if row.label is None else "rationale"
+            raise ValueError(f"line {row.line}: {missing}: missing (stage {stage} needs labeled rows with rationales)")
+    rationales, r_cut = truncate_texts(tokenizer, [r.rationale for r in rows], max_rationale)
+    prompts, targets = [], []
+    for row, q, ra, rb, rationale in zip(rows, questions, a, b, rationales, strict=True):
+        views = [(ra, rb, row.label, rationale)]
+        if both_orders:
+            views.append((rb, ra, "B" if row.label == "A" else "A", judge.swap_names(rationale)))
+        for first, second, label, text in views:
+            if stage == "reasoner":
+                prompts.append(judge.reasoning_content(q, first, second))
+                targets.append(judge.reasoning_target(text, label))
+            else:
+                prompts.append(judge.proving_content(q, first, second, label))
+                targets.append(judge.proving_target(text))
+    batch = lm_batch(tokenizer, prompts, targets)
+    batch.truncated = truncated + sum(r_cut)
     return batch
 
 
@@ -107,4 +142,9 @@ def build_batch(stage: str, rows: Sequence[PairRow], tokenizer: Any, config: Any
         )
     if stage == "bt":
         return bt_batch(rows, tokenizer, config.max_prompt_tokens, config.max_response_tokens)
+    if stage in ("reasoner", "prover"):
+        return rationale_batch(
+            stage, rows, tokenizer, config.max_prompt_tokens, config.max_response_tokens, config.max_rationale_tokens,
+            config.both_orders,
+        )
     raise ValueError(f"stage: unknown {stage!r}")

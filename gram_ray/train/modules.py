@@ -5,7 +5,8 @@ it inside DDP's / FSDP's ``forward``, so gradient synchronisation sees it. None 
 materialises full-vocabulary logits where it does not need them:
 
 * finetune: the decoder's last hidden state × the two verdict rows of the lm_head;
-* pretrain: the lm_head only at positions whose next token is a target (the responses);
+* pretrain, reasoner, prover: the lm_head only at positions whose next token is a target (the
+  responses; the rationale and verdict);
 * bt: a scalar head on the last token.
 """
 
@@ -87,8 +88,8 @@ class BradleyTerryLoss(nn.Module):
 def stage_module(stage: str, model: nn.Module, verdict_ids: list[int], label_smoothing: float) -> nn.Module:
     if stage == "finetune":
         return VerdictLoss(model, verdict_ids, label_smoothing)
-    if stage == "pretrain":
-        return ResponseLMLoss(model)
+    if stage in ("pretrain", "reasoner", "prover"):
+        return ResponseLMLoss(model)  # the loss covers the generated reply (answers, or rationale + verdict)
     if stage == "bt":
         return BradleyTerryLoss(model)
     raise ValueError(f"stage: unknown {stage!r}")

@@ -50,6 +50,11 @@ def prepare_data(cfg: TrainConfig) -> tuple[list[str], int]:
             unlabeled = [r for r in rows if r.label is None and r.prob_a is None]
             if unlabeled:
                 raise ValueError(f"{path}:{unlabeled[0].line}: label: missing (stage {cfg.stage} needs labeled pairs)")
+        if cfg.stage in ("reasoner", "prover"):
+            for name in ("label", "rationale"):
+                missing = [r for r in rows if getattr(r, name) is None]
+                if missing:
+                    raise ValueError(f"{path}:{missing[0].line}: {name}: missing (stage {cfg.stage} needs labeled rows with rationales)")
         if skipped or cfg.limit is not None:
             # Ray Data reads exactly the rows that passed validation.
             keep = {r.line for r in rows}
