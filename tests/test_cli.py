@@ -10,6 +10,13 @@ def test_compare_prints_the_scores(tiny_model_dir, capsys):
     assert 0 <= out["p_a_better"] <= 1 and out["model"]["verdict_tokens"] == {"A": 49, "B": 50}
 
 
+def test_compare_with_reasoning_prints_rationales(tiny_model_dir, capsys):
+    code = main(["compare", "--model", str(tiny_model_dir), "--prompt", "q", "--a", "yes", "--b", "no",
+                 "--reasoning", "--votes", "2", "--max-new-tokens", "4", "--seed", "1"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and len(out["rationales"]) == 4 and out["unparsed"] <= 4
+
+
 def test_score_writes_every_row_in_order(tiny_model_dir, tmp_path, capsys):
     rows = [{"id": i, "prompt": f"q{i}", "response_a": "a" * (i + 1), "response_b": "b", "label": "AB"[i % 2]} for i in range(5)]
     src = tmp_path / "in.jsonl"

@@ -74,6 +74,20 @@ def test_pairs_and_rewardbench_fixtures(ray_cluster, tmp_path, tiny_model_dir):
         assert 0 <= metrics["pairs"]["flip_rate"] <= 1 and metrics["pairs"]["ece"] >= 0
 
 
+def test_reasoning_eval_reports_votes_rationales_and_throughput(ray_cluster, tmp_path, tiny_model_dir):
+    rows = [{"prompt": f"q{i}", "chosen": "good answer", "rejected": "bad"} for i in range(3)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    metrics = evaluate(cfg(tmp_path, path, tiny_model_dir, reasoning=True, votes=2, sampling={"max_new_tokens": 5, "seed": 0}))
+    reasoning = metrics["reasoning"]
+    assert reasoning["votes"] == 2 and reasoning["samples"] == 3 * 2 * 2  # 2 votes in each order
+    assert 0 <= reasoning["unparsed"] <= reasoning["samples"] and reasoning["generated_tokens"] > 0
+    assert reasoning["tokens_per_s_per_actor"] > 0
+    predictions = [json.loads(x) for x in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    assert all(len(p["rationales"]) == 4 for p in predictions)
+    assert "## reasoning" in (tmp_path / "eval" / "report.md").read_text()
+
+
 def test_bad_benchmark_rows_name_the_line(tmp_path, tiny_model_dir):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"prompt": "q", "chosen": ["a", "b", "c"], "rejected": ["x", "y"]}) + "\n")

@@ -18,7 +18,7 @@ from gram_ray.client import AsyncGramClient, GramClient, RetryPolicy, grpo_rewar
 from gram_ray.proto import gram_pb2 as pb
 from gram_ray.proto import gram_pb2_grpc
 from gram_ray.scorer import GramScorer, Pair, ScorerConfig
-from gram_ray.serve.config import AppConfig, BatchingConfig, GrpcConfig, LimitsConfig
+from gram_ray.serve.config import AppConfig, BatchingConfig, GrpcConfig, LimitsConfig, ReasoningConfig
 
 PROMPT = "Name a good colour for a kitchen."
 RESPONSES = ["White: it reflects light.", "Purple!!!", "A soft sage green, calm and warm.", "no", "Yellow is cheerful."]
@@ -45,6 +45,7 @@ def service(tiny_model_dir):
         batching=BatchingConfig(max_batch_size=16, batch_wait_timeout_s=0.05),
         grpc=GrpcConfig(port=grpc_port),
         limits=LimitsConfig(max_pairs_per_request=50, max_rank_responses=8, max_text_chars=5000),
+        reasoning=ReasoningConfig(enabled=True, max_votes=3, sampling={"max_new_tokens": 6, "seed": 0}),
     )
     serve.run(build_application(config), name="gram", route_prefix="/")
     yield {"address": f"127.0.0.1:{grpc_port}", "http": f"http://127.0.0.1:{http_port}", "config": config}
@@ -122,7 +123,9 @@ def _pair(prompt="q", a="a", b="b"):
         ("Compare", pb.CompareRequest(pairs=[_pair()] * 51), "RESOURCE_EXHAUSTED", "pairs: 51 items"),
         ("Compare", pb.CompareRequest(pairs=[_pair(a="x" * 5001)]), "RESOURCE_EXHAUSTED", "pairs[0].response_a: 5001 characters"),
         ("Compare", pb.CompareRequest(pairs=[pb.Pair(prompt=pb.Prompt(conversation=pb.Conversation(messages=[pb.ChatMessage(role="robot", content="x")])), response_a="a", response_b="b")]), "INVALID_ARGUMENT", "pairs[0].prompt.conversation.messages[0].role"),
-        ("Compare", pb.CompareRequest(pairs=[_pair()], reasoning=True), "UNIMPLEMENTED", "reasoning"),
+        ("Compare", pb.CompareRequest(pairs=[_pair()], reasoning=True, votes=4), "RESOURCE_EXHAUSTED", "votes: 4, over the limit of 3"),
+        ("Compare", pb.CompareRequest(pairs=[_pair()], reasoning=True, votes=-1), "INVALID_ARGUMENT", "votes: must be >= 0"),
+        ("Compare", pb.CompareRequest(pairs=[_pair()], votes=2), "INVALID_ARGUMENT", "votes: only used with reasoning=true"),
         ("Rank", pb.RankRequest(prompt=pb.Prompt(text="q"), responses=["only one"]), "INVALID_ARGUMENT", "responses: need at least 2"),
         ("Rank", pb.RankRequest(prompt=pb.Prompt(text="q"), responses=["a", "b"], strategy=9), "INVALID_ARGUMENT", "strategy: unknown value 9"),
         ("Rank", pb.RankRequest(prompt=pb.Prompt(text="q"), responses=["a"] * 9), "RESOURCE_EXHAUSTED", "responses: 9 responses"),
@@ -135,6 +138,32 @@ def test_bad_input_gets_a_status_naming_the_field(service, rpc, request_, code, 
         stub = gram_pb2_grpc.RewardComparatorStub(channel)
         got_code, details = _status(getattr(stub, rpc), request_)
     assert got_code.name == code and details.startswith(field), details
+
+
+def test_reasoning_returns_rationales_and_a_vote(client):
+    (result,) = client.compare([(PROMPT, RESPONSES[0], RESPONSES[1])], reasoning=True, votes=2)
+    rationales = result["rationales"]
+    assert len(rationales) == 4 and {r["order"] for r in rationales} == {"ab", "ba"}
+    assert all(r["verdict"] in ("A", "B", None) for r in rationales)
+    assert result["unparsed"] == sum(r["verdict"] is None for r in rationales)
+    votes_a = sum(r["verdict"] == "A" for r in rationales)
+    votes_b = sum(r["verdict"] == "B" for r in rationales)
+    if votes_a != votes_b:  # else the verdict-token probability breaks the tie
+        assert result["p_a_better"] == pytest.approx(votes_a / (votes_a + votes_b))
+    plain = client.compare_one(PROMPT, RESPONSES[0], RESPONSES[1])
+    assert "rationales" not in plain
+
+
+def test_reasoning_is_unimplemented_where_not_enabled():
+    from gram_ray.serve.service import ComparatorService, RequestError
+
+    async def score_pairs(pairs, orders):
+        raise AssertionError("not reached")
+
+    service = ComparatorService(score_pairs, {}, LimitsConfig())
+    with pytest.raises(RequestError) as info:
+        asyncio.run(service.compare(pb.CompareRequest(pairs=[_pair()], reasoning=True)))
+    assert info.value.code == grpc.StatusCode.UNIMPLEMENTED and info.value.message.startswith("reasoning: not enabled")
 
 
 def test_server_keeps_serving_after_errors(client):

@@ -221,3 +221,59 @@ def test_export_a_checkpoint_of_a_stopped_run(ray_cluster, tmp_path, tiny_model_
     from_export = GramScorer.from_config(ScorerConfig(model=str(exported), dtype="float32")).score(pair)[0]
     from_final = GramScorer.from_config(ScorerConfig(model=result.final_model, dtype="float32")).score(pair)[0]
     assert from_export.p_ab == pytest.approx(from_final.p_ab, abs=1e-6)  # the last checkpoint is the final step
+
+
+@pytest.mark.parametrize(
+    "p, p_ab, p_ba, agree, expected",
+    [
+        (0.9, 1.0, 0.8, True, "A"),
+        (0.1, 0.0, 0.2, True, "B"),
+        (0.7, 1.0, 0.4, True, None),  # the orders disagree
+        (0.7, 1.0, 0.4, False, None),  # 0.7 is under the confidence threshold
+        (0.8, 1.0, 0.6, False, "A"),
+        (0.5, 0.5, 0.5, False, None),  # no preference at all
+    ],
+)
+def test_keep_prediction(p, p_ab, p_ba, agree, expected):
+    from gram_ray.train.self_train import keep_prediction
+
+    assert keep_prediction(p, p_ab, p_ba, min_confidence=0.75, require_agreement=agree) == expected
+
+
+def test_prover_reasoner_and_a_resumable_self_training_round(ray_cluster, tmp_path, tiny_model_dir):
+    from gram_ray.train.run import train
+    from gram_ray.train.self_train import SelfTrainConfig, self_train
+
+    rationales = slice_rows("train_rationales.jsonl.gz", 8, tmp_path)
+    small = dict(max_steps=2, checkpoint_every=2, max_rationale_tokens=24)
+    prover = train(config(tmp_path / "prover", tiny_model_dir, rationales, stage="prover", **small))
+    reasoner = train(config(tmp_path / "reasoner", tiny_model_dir, rationales, stage="reasoner", **small))
+    assert reasoner.metrics["stage"] == "reasoner" and reasoner.metrics["workers"] == 2
+    retrain_yaml = tmp_path / "configs" / "reasoner.yaml"
+    retrain_yaml.parent.mkdir()
+    retrain_yaml.write_text(yaml.safe_dump(config(tmp_path, tiny_model_dir, rationales, stage="reasoner", **small).model_dump()))
+
+    cfg = SelfTrainConfig(
+        reasoner=reasoner.final_model, prover=prover.final_model,
+        unlabeled=[str(slice_rows("train_unlabeled.jsonl.gz", 6, tmp_path))], labeled_rationales=[str(rationales)],
+        output_dir=str(tmp_path / "self"), rounds=1, pairs_per_round=4, votes=1, min_confidence=0.5,
+        require_agreement=False, sampling={"max_new_tokens": 6, "seed": 0}, prover_sampling={"max_new_tokens": 8, "seed": 0},
+        max_prompt_tokens=32, max_response_tokens=24, num_actors=2, batch_size=2, retrain_config=str(retrain_yaml),
+    )
+    result = self_train(cfg)
+    (summary,) = result["rounds"]
+    assert summary["pairs"] == 4 and summary["samples"] == 4 * 2  # 1 vote in each order
+    assert summary["kept"] == sum(1 for _ in open(tmp_path / "self" / "round_0" / "predictions.jsonl") if '"kept": true' in _)
+    assert summary["rationales"] <= summary["kept"]
+    assert Path(result["final_model"], "adapter_config.json").is_file()
+    training = json.loads(Path(result["final_model"], "gram_training.json").read_text())
+    assert training["config"]["model"] == reasoner.final_model  # round 0 continues from the given reasoner
+    # Resume: with the round's files in place, nothing is judged, proved or trained again.
+    folder = tmp_path / "self" / "round_0"
+    stamps = {p.name: p.stat().st_mtime_ns for p in (folder / "predictions.jsonl", folder / "rationales.jsonl")}
+    final_stamp = Path(result["final_model"], "gram_training.json").stat().st_mtime_ns
+    (folder / "summary.json").unlink()
+    again = self_train(cfg)
+    assert again["rounds"][0]["kept"] == summary["kept"]
+    assert {p: (folder / p).stat().st_mtime_ns for p in stamps} == stamps
+    assert Path(result["final_model"], "gram_training.json").stat().st_mtime_ns == final_stamp
