@@ -7,6 +7,7 @@ from gram_ray.eval.scoring import (
     expected_calibration_error,
     judgebench_correct,
     judgebench_metrics,
+    pair_calibration,
     pairs_metrics,
     rewardbench_metrics,
     rmbench_domain,
@@ -93,6 +94,15 @@ def test_pairs_accuracy_interval_flip_rate_and_ece():
     assert result["accuracy"] == 0.75 and result["flip_rate"] == 0.25 and result["n"] == 4
     low, high = result["accuracy_ci95"]
     assert low < 0.75 < high and (low, high) == pytest.approx(wilson_interval(3, 4))
+
+
+def test_pair_calibration_counts_both_orientations():
+    # A judge that always says 0.5, on a set whose better response is always first: calibrated.
+    ece, diagram = pair_calibration([0.5] * 4, [True] * 4)
+    assert ece == pytest.approx(0.0) and diagram[5]["count"] == 8
+    # 0.9 and 0.8 for A, A right once: (0.9, T), (0.8, F), (0.1, F), (0.2, T) → bins 9, 8, 1, 2, each off by 0.1, 0.8, 0.1, 0.8.
+    ece, _ = pair_calibration([0.9, 0.8], [True, False])
+    assert ece == pytest.approx((0.1 + 0.8 + 0.1 + 0.8) / 4)
 
 
 def test_wilson_interval_known_value():

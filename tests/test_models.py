@@ -24,15 +24,22 @@ def test_embedded_backbone_is_converted_once_into_the_cache(smol_tokenizer):
     assert (path / "model.safetensors").stat().st_mtime == stamp  # not converted again
 
 
-def test_default_warns_while_untrained():
+def test_default_is_the_packaged_gram_adapter_over_the_embedded_backbone():
     from gram_ray.models import PACKAGED_DEFAULT_DIR
 
-    if (PACKAGED_DEFAULT_DIR / "adapter_config.json").is_file():
-        assert resolve_model("default").kind == "peft"
-    else:
-        with pytest.warns(UserWarning, match="untrained"):
-            source = resolve_model("default")
-        assert source.untrained and source.path == resolve_model("smollm2-135m").path
+    assert (PACKAGED_DEFAULT_DIR / "adapter_config.json").is_file(), "the trained default model must ship"
+    source = resolve_model("default")
+    assert source.kind == "peft" and source.spec == "default" and not source.untrained
+    assert source.base.path == resolve_model("smollm2-135m").path  # the adapter's base, found on this machine
+
+
+def test_default_without_a_packaged_model_warns_that_it_is_untrained(monkeypatch, tmp_path):
+    import gram_ray.models as models
+
+    monkeypatch.setattr(models, "PACKAGED_DEFAULT_DIR", tmp_path / "empty")
+    with pytest.warns(UserWarning, match="untrained"):
+        source = resolve_model("default")
+    assert source.untrained and source.path == resolve_model("smollm2-135m").path
 
 
 def test_local_directory_and_peft_adapter(tmp_path, tiny_model_dir, smol_tokenizer):

@@ -228,7 +228,7 @@ def write_report(out: Path, model: str, data: Path, metrics: dict[str, Any], res
     _bar_chart(plt, subsets, [s["accuracy"] for s in subsets.values()], "accuracy",
                "Accuracy per subset (both orders averaged)", out / "accuracy.png", chance=0.5)
 
-    ece, diagram = scoring.expected_calibration_error([r["p_a_better"] for r in results], [r["label"] == "A" for r in results])
+    ece, diagram = scoring.pair_calibration([r["p_a_better"] for r in results], [r["label"] == "A" for r in results])
     fig, ax = plt.subplots(figsize=(4, 4))
     points = [(d["mean_p"], d["frequency"]) for d in diagram if d["count"]]
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)

@@ -57,6 +57,16 @@ def expected_calibration_error(probabilities: Sequence[float], outcomes: Sequenc
     return ece, diagram
 
 
+def pair_calibration(p_a_better: Sequence[float], a_is_better: Sequence[bool], bins: int = 10) -> tuple[float, list[dict]]:
+    """Calibration of pairwise judgements, each pair counted in both orientations: (p, A better)
+    and (1 - p, B better). A benchmark whose files always put the better response first (every
+    chosen/rejected set) would otherwise score a judge that says 0.5 everywhere with an ECE of 0.5;
+    counted both ways, its ECE is 0, and the diagram is symmetric about 0.5."""
+    probabilities = [*p_a_better, *(1.0 - p for p in p_a_better)]
+    outcomes = [*a_is_better, *(not o for o in a_is_better)]
+    return expected_calibration_error(probabilities, outcomes, bins)
+
+
 @dataclass(frozen=True)
 class PairPrediction:
     label: str  # "A" or "B": which response is better
@@ -72,7 +82,7 @@ def pairs_metrics(predictions: Sequence[PairPrediction]) -> dict:
         correct = sum(verdict(p.p_a_better) == p.label for p in preds)
         both = [p for p in preds if p.p_ba is not None]
         flips = sum(verdict(p.p_ab) != verdict(p.p_ba) for p in both)
-        ece, _ = expected_calibration_error([p.p_a_better for p in preds], [p.label == "A" for p in preds])
+        ece, _ = pair_calibration([p.p_a_better for p in preds], [p.label == "A" for p in preds])
         low, high = wilson_interval(correct, len(preds))
         return {
             "n": len(preds), "accuracy": correct / len(preds) if preds else 0.0, "accuracy_ci95": [low, high],
