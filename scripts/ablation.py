@@ -10,7 +10,8 @@ run resumes where it stopped. The variants share one backbone (SmolLM2-135M) and
 `gram_ray/models/stage1-smollm2-135m` (its own command is in MODEL_CARD.md). Training goes through
 `gram-ray train`, evaluation through `gram-ray eval`'s function, so the figures are what users get.
 Results: runs/ablation/<variant>/final (models), runs/ablation/eval/<variant>/<benchmark>/ (reports),
-runs/ablation/table.md and runs/ablation/results.json.
+runs/ablation/table.md and runs/ablation/results.json; the table is also written into MODEL_CARD.md and
+README.md between their ablation-table markers.
 """
 
 from __future__ import annotations
@@ -198,6 +199,22 @@ def table(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+TABLE_START, TABLE_END = "<!-- ablation-table:start -->", "<!-- ablation-table:end -->"
+
+
+def write_table_into(path: Path, text: str) -> None:
+    """Replace what stands between the table markers in ``path`` (MODEL_CARD.md, README.md)."""
+    from gram_ray.data import atomic_writer
+
+    doc = path.read_text()
+    if TABLE_START not in doc or TABLE_END not in doc:
+        raise ValueError(f"{path}: no {TABLE_START} … {TABLE_END} markers")
+    head, rest = doc.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    with atomic_writer(path) as f:
+        f.write(f"{head}{TABLE_START}\n{text}{TABLE_END}{tail}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=RUN_ORDER, choices=RUN_ORDER, help="run in this order")
@@ -220,6 +237,8 @@ def main() -> None:
     text = table(results)
     with atomic_writer(RUNS / "table.md") as f:
         f.write(text)
+    for doc in (ROOT / "MODEL_CARD.md", ROOT / "README.md"):
+        write_table_into(doc, text)
     print(text)
     scores = {n: sum(b["headline"] for b in r["benchmarks"].values()) / len(r["benchmarks"])
               for n, r in results.items() if len(r["benchmarks"]) == len(BENCHMARKS)}
