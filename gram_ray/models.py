@@ -167,8 +167,9 @@ def resolve_model(spec: str) -> ModelSource:
                 raise ModelSpecError(f"model: {path}/adapter_config.json names no base_model_name_or_path")
             # Adapters record their base as the path it was loaded from (so plain transformers + peft
             # load them); on another machine the embedded backbone's cache path may differ.
-            if Path(base_spec).is_absolute() and not Path(base_spec).exists() and Path(base_spec).name == EMBEDDED_BACKBONE:
-                base_spec = EMBEDDED_BACKBONE
+            base_path = Path(base_spec)
+            if base_path.is_absolute() and base_path.name == EMBEDDED_BACKBONE and base_path.parent.name == "models":
+                base_spec = EMBEDDED_BACKBONE  # a gram-ray cache's copy of the embedded backbone: use this one's
             return ModelSource(spec, "peft", str(path), base=resolve_model(base_spec))
         if (path / "config.json").is_file():
             return ModelSource(spec, "local", str(path))
