@@ -166,6 +166,11 @@ def chat_prompt(tokenizer: Any, content: str) -> str:
     return tokenizer.apply_chat_template(messages, **kwargs)
 
 
+def encode_user_turn(tokenizer: Any, content: str) -> list[int]:
+    """Token ids of :func:`chat_prompt` (BOS added only where there is no chat template to add it)."""
+    return tokenizer(chat_prompt(tokenizer, content), add_special_tokens=not uses_chat_template(tokenizer))["input_ids"]
+
+
 def uses_chat_template(tokenizer: Any) -> bool:
     """Whether :func:`chat_prompt` output already carries the special tokens (BOS etc.)."""
     return bool(getattr(tokenizer, "chat_template", None))

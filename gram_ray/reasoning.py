@@ -58,12 +58,10 @@ def _left_pad(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor
 @torch.inference_mode()
 def generate(model, tokenizer, contents: Sequence[str], sampling: SamplingConfig, num_samples: int = 1) -> Generated:
     """``num_samples`` completions of each user-turn text in ``contents`` (chat template applied)."""
-    special = not judge.uses_chat_template(tokenizer)
-    prompts = [tokenizer(judge.chat_prompt(tokenizer, c), add_special_tokens=special)["input_ids"] for c in contents]
+    prompts = [judge.encode_user_turn(tokenizer, c) for c in contents]
     device = model.get_input_embeddings().weight.device
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    texts: list[list[str]] = []
     new_tokens = 0
     # Similar lengths together: less padding per generate call; results go back in input order.
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))

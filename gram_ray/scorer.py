@@ -147,8 +147,7 @@ def truncate_texts(tokenizer: Any, texts: list[str], max_tokens: int) -> tuple[l
 
 def encode_verdict(tokenizer: Any, question: str, response_a: str, response_b: str) -> list[int]:
     """Token ids of the verdict prompt, ending where the verdict token is predicted."""
-    text = judge.chat_prompt(tokenizer, judge.verdict_content(question, response_a, response_b))
-    return tokenizer(text, add_special_tokens=not judge.uses_chat_template(tokenizer))["input_ids"]
+    return judge.encode_user_turn(tokenizer, judge.verdict_content(question, response_a, response_b))
 
 
 def encode_response(tokenizer: Any, question: str, response: str) -> list[int]:

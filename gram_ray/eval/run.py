@@ -133,16 +133,23 @@ class ScorerActor:
         }
 
 
+def actor_pool(num_actors: int | None) -> tuple[int, dict[str, Any]]:
+    """(actors, resources per actor) of a scorer pool: one per GPU, else one per 2 CPUs, unless set."""
+    import ray
+
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    actors = num_actors or (gpus if gpus else max(1, cpus // 2))
+    return actors, ({"num_gpus": 1} if gpus else {"num_cpus": max(1, cpus // actors)})
+
+
 def score_jobs(cfg: EvalConfig, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import ray
     import ray.data
 
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    actors = cfg.num_actors or (gpus if gpus else max(1, cpus // 2))
-    per_actor = {"num_gpus": 1} if gpus else {"num_cpus": max(1, cpus // actors)}
+    actors, per_actor = actor_pool(cfg.num_actors)
     items = [{"job": k, "prompt": j["prompt"], "a": j["a"], "b": j["b"]} for k, j in enumerate(jobs)]
     dataset = ray.data.from_items(items).map_batches(
         ScorerActor,

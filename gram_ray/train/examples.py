@@ -71,10 +71,9 @@ def verdict_batch(
 
 def lm_batch(tokenizer: Any, prompts: Sequence[str], targets: Sequence[str]) -> Batch:
     """Prompt in the user turn, target as the assistant's reply (then EOS); the loss covers the reply."""
-    special = not judge.uses_chat_template(tokenizer)
     sequences, labels = [], []
     for prompt_text, target_text in zip(prompts, targets, strict=True):
-        prompt_ids = tokenizer(judge.chat_prompt(tokenizer, prompt_text), add_special_tokens=special)["input_ids"]
+        prompt_ids = judge.encode_user_turn(tokenizer, prompt_text)
         target_ids = tokenizer(target_text + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
         sequences.append(prompt_ids + target_ids)
         labels.append([-100] * len(prompt_ids) + target_ids)

@@ -127,13 +127,11 @@ class ProverActor:
 
 
 def _map(cfg: SelfTrainConfig, actor: type, kwargs: dict[str, Any], items: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    import ray
     import ray.data
 
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    actors = cfg.num_actors or (gpus if gpus else max(1, cpus // 2))
-    per_actor = {"num_gpus": 1} if gpus else {"num_cpus": max(1, cpus // actors)}
+    from gram_ray.eval.run import actor_pool
+
+    actors, per_actor = actor_pool(cfg.num_actors)
     dataset = ray.data.from_items(items).map_batches(
         actor, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size, concurrency=actors, batch_format="pandas",
         **per_actor,
