@@ -13,7 +13,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve demo test test-fast bench lint proto model stage1 clean
+.PHONY: setup serve demo test test-fast bench lint proto model reasoning stage1 clean
 
 setup: $(STAMP)
 
@@ -63,6 +63,11 @@ model: setup
 	rm -rf gram_ray/models/default && mkdir -p gram_ray/models/default
 	cp runs/ablation/default/final/adapter_config.json runs/ablation/default/final/adapter_model.safetensors \
 		runs/ablation/default/final/gram_training.json gram_ray/models/default/
+
+# GRAM-R² on this machine (MODEL_CARD.md): prover, reasoner, 2 self-training rounds and the reasoning
+# evaluations (about 2.5 hours on 2 CPU cores; resumable), after `make model`.
+reasoning: setup
+	$(PY) scripts/reasoning_run.py
 
 # Stage 1 again (about an hour here), into runs/stage1/final; the shipped copy is
 # gram_ray/models/stage1-smollm2-135m (copy the adapter files there to use a new one).

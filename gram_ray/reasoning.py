@@ -55,9 +55,23 @@ def _left_pad(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor
     return ids, mask
 
 
+def _prompt_cache(model, ids: torch.Tensor, mask: torch.Tensor, repeats: int):
+    """The KV cache of each left-padded prompt but its last token, computed once and repeated
+    ``repeats`` times along the batch (sample k of prompt i is row i*k + k, as generate lays them out)."""
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(repeats)
+    return cache
+
+
 @torch.inference_mode()
-def generate(model, tokenizer, contents: Sequence[str], sampling: SamplingConfig, num_samples: int = 1) -> Generated:
-    """``num_samples`` completions of each user-turn text in ``contents`` (chat template applied)."""
+def generate(
+    model, tokenizer, contents: Sequence[str], sampling: SamplingConfig, num_samples: int = 1, share_prefill: bool = True,
+) -> Generated:
+    """``num_samples`` completions of each user-turn text in ``contents`` (chat template applied).
+    ``share_prefill``: the samples of a prompt share one prefill (same samples, k times less prompt
+    compute; ``benchmarks/reasoning_speed.py``) instead of ``num_return_sequences`` repeating it."""
     prompts = [judge.encode_user_turn(tokenizer, c) for c in contents]
     device = model.get_input_embeddings().weight.device
     eos = tokenizer.eos_token_id
@@ -72,10 +86,15 @@ def generate(model, tokenizer, contents: Sequence[str], sampling: SamplingConfig
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed + start)
         sample = sampling.temperature > 0
+        ids, mask = ids.to(device), mask.to(device)
+        cache, repeats = None, num_samples
+        if num_samples > 1 and share_prefill:
+            cache = _prompt_cache(model, ids, mask, num_samples)
+            ids, mask, repeats = ids.repeat_interleave(num_samples, 0), mask.repeat_interleave(num_samples, 0), 1
         out = model.generate(
-            input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=sampling.max_new_tokens,
+            input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=sampling.max_new_tokens,
             do_sample=sample, temperature=sampling.temperature if sample else None, top_p=sampling.top_p if sample else None,
-            top_k=None, num_return_sequences=num_samples, pad_token_id=pad, eos_token_id=eos,
+            top_k=None, num_return_sequences=repeats, pad_token_id=pad, eos_token_id=eos,
         )
         new = out[:, ids.shape[1]:].cpu()
         for row, i in enumerate(chunk):

@@ -202,17 +202,30 @@ def table(results: dict) -> str:
 TABLE_START, TABLE_END = "<!-- ablation-table:start -->", "<!-- ablation-table:end -->"
 
 
-def write_table_into(path: Path, text: str) -> None:
-    """Replace what stands between the table markers in ``path`` (MODEL_CARD.md, README.md)."""
+def write_table_into(path: Path, text: str, start: str = TABLE_START, end: str = TABLE_END) -> None:
+    """Replace what stands between the ``start`` and ``end`` markers in ``path`` (MODEL_CARD.md, README.md)."""
     from gram_ray.data import atomic_writer
 
     doc = path.read_text()
-    if TABLE_START not in doc or TABLE_END not in doc:
-        raise ValueError(f"{path}: no {TABLE_START} … {TABLE_END} markers")
-    head, rest = doc.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
+    if start not in doc or end not in doc:
+        raise ValueError(f"{path}: no {start} … {end} markers")
+    head, rest = doc.split(start, 1)
+    _, tail = rest.split(end, 1)
     with atomic_writer(path) as f:
-        f.write(f"{head}{TABLE_START}\n{text}{TABLE_END}{tail}")
+        f.write(f"{head}{start}\n{text}{end}{tail}")
+
+
+def publish(runs: Path, results: dict, text: str, start: str = TABLE_START, end: str = TABLE_END) -> None:
+    """``runs``/results.json and table.md, the table into MODEL_CARD.md and README.md, and on stdout."""
+    from gram_ray.data import atomic_writer
+
+    with atomic_writer(runs / "results.json") as f:
+        json.dump(results, f, indent=2)
+    with atomic_writer(runs / "table.md") as f:
+        f.write(text)
+    for doc in (ROOT / "MODEL_CARD.md", ROOT / "README.md"):
+        write_table_into(doc, text, start, end)
+    print(text)
 
 
 def main() -> None:
@@ -222,8 +235,6 @@ def main() -> None:
     parser.add_argument("--no-eval", action="store_true")
     args = parser.parse_args()
 
-    from gram_ray.data import atomic_writer
-
     make_splits()
     by_name = {v.name: v for v in VARIANTS}
     for name in args.variants:  # train then evaluate each variant, so partial runs give whole rows
@@ -232,14 +243,7 @@ def main() -> None:
         if not args.no_eval:
             evaluate_variant(by_name[name])
     results = collect()
-    with atomic_writer(RUNS / "results.json") as f:
-        json.dump(results, f, indent=2)
-    text = table(results)
-    with atomic_writer(RUNS / "table.md") as f:
-        f.write(text)
-    for doc in (ROOT / "MODEL_CARD.md", ROOT / "README.md"):
-        write_table_into(doc, text)
-    print(text)
+    publish(RUNS, results, table(results))
     scores = {n: sum(b["headline"] for b in r["benchmarks"].values()) / len(r["benchmarks"])
               for n, r in results.items() if len(r["benchmarks"]) == len(BENCHMARKS)}
     print("RESULT " + " ".join(f"{n}={s:.3f}" for n, s in scores.items()))

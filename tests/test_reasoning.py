@@ -30,6 +30,17 @@ def test_sampling_gives_k_samples_and_is_reproducible_with_a_seed(tiny_model, sm
     assert len(set(first.texts[0])) > 1  # sampled, not greedy
 
 
+def test_samples_sharing_one_prompt_prefill_equal_repeated_prefills(tiny_model, smol_tokenizer):
+    contents = ["short", "a much longer user turn that needs left padding in a batch", "mid length text"]
+    sampling = SamplingConfig(max_new_tokens=8, temperature=1.0, top_p=0.95, seed=5, batch_size=2)
+    shared = reasoning.generate(tiny_model, smol_tokenizer, contents, sampling, num_samples=3)
+    repeated = reasoning.generate(tiny_model, smol_tokenizer, contents, sampling, num_samples=3, share_prefill=False)
+    assert shared.texts == repeated.texts and shared.new_tokens == repeated.new_tokens
+    greedy_k = reasoning.generate(tiny_model, smol_tokenizer, contents, GREEDY, num_samples=3)
+    greedy_1 = reasoning.generate(tiny_model, smol_tokenizer, contents, GREEDY)
+    assert greedy_k.texts == [t * 3 for t in greedy_1.texts]
+
+
 def _fake_generate(outputs_by_order):
     """A generate() that answers each prompt from a table keyed by which response is shown first."""
 

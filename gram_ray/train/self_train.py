@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gram_ray.data import atomic_writer, iter_jsonl, parse_pair_row
+from gram_ray.eval.run import ScorerActor, actor_pool
 from gram_ray.judge import render_question
 from gram_ray.reasoning import SamplingConfig
 from gram_ray.scorer import ScorerConfig
@@ -74,33 +75,6 @@ def load_self_train_config(path: str | Path, overrides: list[str] | None = None)
 # ----------------------------------------------------------------------------------------------
 
 
-class JudgeActor:
-    """The reasoning reward model: votes per pair, in both orders."""
-
-    def __init__(self, scorer: dict[str, Any], votes: int, sampling: dict[str, Any]):
-        from gram_ray.scorer import GramScorer
-
-        self.scorer = GramScorer.from_config(ScorerConfig(**scorer))
-        self.votes, self.sampling = votes, SamplingConfig(**sampling)
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from gram_ray.scorer import Pair
-
-        pairs = [Pair(p, a, b) for p, a, b in zip(batch["question"], batch["response_a"], batch["response_b"], strict=True)]
-        before, started = self.scorer.stats.generated_tokens, time.perf_counter()
-        results = self.scorer.score_reasoning(pairs, self.votes, "both", self.sampling)
-        return {
-            "index": batch["index"],
-            "p_a_better": [r.p_a_better for r in results],
-            "p_ab": [r.p_ab for r in results],
-            "p_ba": [r.p_ba for r in results],
-            "unparsed": [r.unparsed for r in results],
-            "samples": [len(r.rationales) for r in results],
-            "generated_tokens": [self.scorer.stats.generated_tokens - before] + [0] * (len(results) - 1),
-            "seconds": [time.perf_counter() - started] + [0.0] * (len(results) - 1),
-        }
-
-
 class ProverActor:
     """The preference-proving model: one rationale per pair for its predicted label."""
 
@@ -114,12 +88,12 @@ class ProverActor:
         from gram_ray.reasoning import prove
         from gram_ray.scorer import Pair
 
-        pairs = [Pair(p, a, b) for p, a, b in zip(batch["question"], batch["response_a"], batch["response_b"], strict=True)]
+        pairs = [Pair(p, a, b) for p, a, b in zip(batch["prompt"], batch["a"], batch["b"], strict=True)]
         texts, _ = self.scorer.truncate_pairs(pairs)
         started = time.perf_counter()
         rationales, tokens = prove(self.scorer.model, self.scorer.tokenizer, texts, list(batch["label"]), self.sampling)
         return {
-            "index": batch["index"],
+            "job": batch["job"],
             "rationale": [r or "" for r in rationales],
             "generated_tokens": [tokens] + [0] * (len(rationales) - 1),
             "seconds": [time.perf_counter() - started] + [0.0] * (len(rationales) - 1),
@@ -129,14 +103,13 @@ class ProverActor:
 def _map(cfg: SelfTrainConfig, actor: type, kwargs: dict[str, Any], items: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     import ray.data
 
-    from gram_ray.eval.run import actor_pool
 
     actors, per_actor = actor_pool(cfg.num_actors)
     dataset = ray.data.from_items(items).map_batches(
         actor, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size, concurrency=actors, batch_format="pandas",
         **per_actor,
     )
-    return {int(r["index"]): r for r in dataset.iter_rows()}
+    return {int(r["job"]): r for r in dataset.iter_rows()}
 
 
 def _scorer(cfg: SelfTrainConfig, model: str) -> dict[str, Any]:
@@ -200,19 +173,20 @@ def run_round(cfg: SelfTrainConfig, r: int, reasoner: str) -> tuple[str, dict[st
     pairs = round_pairs(cfg, r)
     if not pairs:
         raise ValueError(f"unlabeled: no pairs left for round {r} ({cfg.pairs_per_round} per round)")
-    items = [{"index": i, **{k: p[k] for k in ("question", "response_a", "response_b")}} for i, p in enumerate(pairs)]
+    # the eval scorer's row schema, so that its actor judges here too
+    items = [{"job": i, "prompt": p["question"], "a": p["response_a"], "b": p["response_b"]} for i, p in enumerate(pairs)]
 
     predictions_path = folder / "predictions.jsonl"
     if not predictions_path.exists():
         started = time.time()
-        judged = _map(cfg, JudgeActor, {"scorer": _scorer(cfg, reasoner), "votes": cfg.votes,
-                                        "sampling": cfg.sampling.model_dump()}, items)
+        reasoning = {"votes": cfg.votes, "sampling": cfg.sampling.model_dump()}
+        judged = _map(cfg, ScorerActor, {"scorer_config": _scorer(cfg, reasoner), "reasoning": reasoning}, items)
         rows = []
         for i, p in enumerate(pairs):
             j = judged[i]
             label = keep_prediction(j["p_a_better"], j["p_ab"], j["p_ba"], cfg.min_confidence, cfg.require_agreement)
             rows.append({"id": p["id"], "p_a_better": j["p_a_better"], "p_ab": j["p_ab"], "p_ba": j["p_ba"],
-                         "unparsed": int(j["unparsed"]), "samples": int(j["samples"]), "label": label, "kept": label is not None,
+                         "unparsed": int(j["unparsed"]), "samples": len(json.loads(j["rationales"])), "label": label, "kept": label is not None,
                          "generated_tokens": int(j["generated_tokens"]), "seconds": float(j["seconds"])})
         _write_jsonl(predictions_path, rows)
         logger.info("round %d: judged %d pairs in %.0f s", r, len(rows), time.time() - started)
