@@ -5,10 +5,11 @@
     python benchmarks/reasoning_speed.py --model runs/r2/reasoner/final --pairs 4 --votes 5
 
 Both generate from the same reasoning-judge prompts (pairs of ../shared/data/train_labeled.jsonl.gz,
-question and responses cut to 128 tokens, both orders) with the same seed, so their samples agree (``same_samples``: the fraction identical; the two compute the
-prompt in different shapes, so a near-tie token can rarely go the other way and the sample diverges
-from there); the shared prefill only removes repeated prompt compute. Prompts are
-~500 tokens and rationales ~70, so on a CPU the prefill is a large part of a sample's cost.
+question and responses cut to 128 tokens, both orders) with the same seed, so their samples agree
+(``same_samples``: the fraction identical; the two compute the prompt in different shapes, so a
+near-tie token can rarely go the other way and the sample diverges from there); the shared prefill
+only removes repeated prompt compute. Prompts are ~500 tokens and rationales ~70, so on a CPU the
+prefill is a large part of a sample's cost.
 Ends with ``RESULT speedup=… same_samples=… …``.
 """
 

@@ -57,7 +57,8 @@ def _left_pad(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor
 
 def _prompt_cache(model, ids: torch.Tensor, mask: torch.Tensor, repeats: int):
     """The KV cache of each left-padded prompt but its last token, computed once and repeated
-    ``repeats`` times along the batch (sample k of prompt i is row i*k + k, as generate lays them out)."""
+    ``repeats`` times along the batch (sample j of prompt i is row i*repeats + j, as generate lays
+    them out)."""
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
     cache = out.past_key_values
@@ -88,7 +89,7 @@ def generate(
         sample = sampling.temperature > 0
         ids, mask = ids.to(device), mask.to(device)
         cache, repeats = None, num_samples
-        if num_samples > 1 and share_prefill:
+        if num_samples > 1 and share_prefill and ids.shape[1] > 1:  # generate needs one uncached token
             cache = _prompt_cache(model, ids, mask, num_samples)
             ids, mask, repeats = ids.repeat_interleave(num_samples, 0), mask.repeat_interleave(num_samples, 0), 1
         out = model.generate(

@@ -158,14 +158,14 @@ def table(results: dict) -> str:
     minutes = {k: f"{v / 60:.0f} min" if v else "–" for k, v in secs.items()}
     lines += ["", f"Training: prover {minutes['prover']}, reasoner {minutes['reasoner']} ({TRAIN_STEPS} steps of 8 "
               f"pairs each), self-training {minutes['self_train']} in all.", ""]
+    per_s = lambda v: f"{v:.0f}" if v else "–"  # noqa: E731
     if st:
         lines += ["| self-training round | pairs judged | kept | kept fraction | rationales written | unparsed samples "
                   "| reasoner tokens/s | prover tokens/s |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for s in st["rounds"]:
-            rate = lambda v: f"{v:.0f}" if v else "–"  # noqa: E731
             lines.append(f"| {s['round']} | {s['pairs']} | {s['kept']} | {s['kept_fraction']:.2f} | {s['rationales']} | "
-                         f"{s['unparsed_samples']}/{s['samples']} | {rate(s['reasoner_tokens_per_s'])} | "
-                         f"{rate(s['prover_tokens_per_s'])} |")
+                         f"{s['unparsed_samples']}/{s['samples']} | {per_s(s['reasoner_tokens_per_s'])} | "
+                         f"{per_s(s['prover_tokens_per_s'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -143,26 +143,30 @@ def actor_pool(num_actors: int | None) -> tuple[int, dict[str, Any]]:
     return actors, ({"num_gpus": 1} if gpus else {"num_cpus": max(1, cpus // actors)})
 
 
+def map_actor_pool(
+    actor: type, kwargs: dict[str, Any], items: list[dict[str, Any]], batch_size: int, num_actors: int | None,
+) -> dict[int, dict[str, Any]]:
+    """Ray Data batch inference: ``items`` (each with an int ``job``) through a pool of ``actor``
+    (sized by :func:`actor_pool`); the output rows by job."""
+    import ray.data
+
+    actors, per_actor = actor_pool(num_actors)
+    dataset = ray.data.from_items(items).map_batches(
+        actor, fn_constructor_kwargs=kwargs, batch_size=batch_size, concurrency=actors, batch_format="pandas",
+        **per_actor,
+    )
+    return {int(r["job"]): r for r in dataset.iter_rows()}
+
+
 def score_jobs(cfg: EvalConfig, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import ray
-    import ray.data
 
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
-    actors, per_actor = actor_pool(cfg.num_actors)
     items = [{"job": k, "prompt": j["prompt"], "a": j["a"], "b": j["b"]} for k, j in enumerate(jobs)]
-    dataset = ray.data.from_items(items).map_batches(
-        ScorerActor,
-        fn_constructor_kwargs={
-            "scorer_config": cfg.scorer.model_dump(),
-            "reasoning": {"votes": cfg.votes, "sampling": cfg.sampling.model_dump()} if cfg.reasoning else None,
-        },
-        batch_size=cfg.batch_size,
-        concurrency=actors,
-        batch_format="pandas",
-        **per_actor,
-    )
-    scored = {int(r["job"]): r for r in dataset.iter_rows()}
+    reasoning = {"votes": cfg.votes, "sampling": cfg.sampling.model_dump()} if cfg.reasoning else None
+    scored = map_actor_pool(ScorerActor, {"scorer_config": cfg.scorer.model_dump(), "reasoning": reasoning}, items,
+                            cfg.batch_size, cfg.num_actors)
     columns = ("p_a_better", "p_ab", "p_ba", "truncated", "rationales", "unparsed", "generated_tokens", "seconds")
     return [{**job, **{c: scored[k][c] for c in columns}} for k, job in enumerate(jobs)]
 

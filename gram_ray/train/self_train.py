@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gram_ray.data import atomic_writer, iter_jsonl, parse_pair_row
-from gram_ray.eval.run import ScorerActor, actor_pool
+from gram_ray.eval.run import ScorerActor, map_actor_pool
 from gram_ray.judge import render_question
 from gram_ray.reasoning import SamplingConfig
 from gram_ray.scorer import ScorerConfig
@@ -100,18 +100,6 @@ class ProverActor:
         }
 
 
-def _map(cfg: SelfTrainConfig, actor: type, kwargs: dict[str, Any], items: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    import ray.data
-
-
-    actors, per_actor = actor_pool(cfg.num_actors)
-    dataset = ray.data.from_items(items).map_batches(
-        actor, fn_constructor_kwargs=kwargs, batch_size=cfg.batch_size, concurrency=actors, batch_format="pandas",
-        **per_actor,
-    )
-    return {int(r["job"]): r for r in dataset.iter_rows()}
-
-
 def _scorer(cfg: SelfTrainConfig, model: str) -> dict[str, Any]:
     return ScorerConfig(model=model, max_prompt_tokens=cfg.max_prompt_tokens, max_response_tokens=cfg.max_response_tokens).model_dump()
 
@@ -180,7 +168,8 @@ def run_round(cfg: SelfTrainConfig, r: int, reasoner: str) -> tuple[str, dict[st
     if not predictions_path.exists():
         started = time.time()
         reasoning = {"votes": cfg.votes, "sampling": cfg.sampling.model_dump()}
-        judged = _map(cfg, ScorerActor, {"scorer_config": _scorer(cfg, reasoner), "reasoning": reasoning}, items)
+        judged = map_actor_pool(ScorerActor, {"scorer_config": _scorer(cfg, reasoner), "reasoning": reasoning}, items,
+                                cfg.batch_size, cfg.num_actors)
         rows = []
         for i, p in enumerate(pairs):
             j = judged[i]
@@ -195,8 +184,10 @@ def run_round(cfg: SelfTrainConfig, r: int, reasoner: str) -> tuple[str, dict[st
     rationales_path = folder / "rationales.jsonl"
     if not rationales_path.exists():
         kept = [(i, p) for i, (p, pred) in enumerate(zip(pairs, predictions, strict=True)) if pred["kept"]]
-        proved = _map(cfg, ProverActor, {"scorer": _scorer(cfg, cfg.prover), "sampling": cfg.prover_sampling.model_dump()},
-                      [{**items[i], "label": predictions[i]["label"]} for i, _ in kept]) if kept else {}
+        proved = map_actor_pool(
+            ProverActor, {"scorer": _scorer(cfg, cfg.prover), "sampling": cfg.prover_sampling.model_dump()},
+            [{**items[i], "label": predictions[i]["label"]} for i, _ in kept], cfg.batch_size, cfg.num_actors,
+        ) if kept else {}
         rows = []
         for i, p in kept:
             rationale = proved[i]["rationale"]
