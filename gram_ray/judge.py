@@ -176,6 +176,19 @@ def uses_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
+_SENTINEL = "\u2063GRAM_QUESTION\u2063"
+
+
+def verdict_prefix_ids(tokenizer: Any) -> list[int]:
+    """The token ids every verdict prompt starts with: the chat template's opening and the judge
+    instruction, up to the question. Scoring and training compute its key/value states once and share
+    them across sequences. The last token is left out: it may merge with the question's first characters."""
+    text = chat_prompt(tokenizer, verdict_content(_SENTINEL, "", ""))
+    prefix = text[: text.index(_SENTINEL)]
+    ids = tokenizer(prefix, add_special_tokens=not uses_chat_template(tokenizer))["input_ids"]
+    return list(ids[:-1])
+
+
 # ----------------------------------------------------------------------------------------------
 # Verdict tokens
 # ----------------------------------------------------------------------------------------------

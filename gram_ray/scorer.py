@@ -51,9 +51,6 @@ from gram_ray.reasoning import Rationale, SamplingConfig, judge_with_reasoning
 
 logger = logging.getLogger(__name__)
 
-_SENTINEL = "\u2063GRAM_QUESTION\u2063"
-
-
 class ScorerConfig(BaseModel):
     """How a scorer loads its model and batches its work."""
 
@@ -190,6 +187,14 @@ def pack_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: 
     return batches
 
 
+def prefix_sharing_supported(model: Any) -> bool:
+    """Whether a shared-prefix key/value cache gives the same result as the full sequence."""
+    config = getattr(model, "config", None)
+    layer_types = getattr(config, "layer_types", None) or []
+    # Sliding-window layers keep only part of a long cache; stay on the plain path for them.
+    return not (getattr(config, "use_sliding_window", False) or any("sliding" in t for t in layer_types))
+
+
 class GramScorer:
     """Scores pairs with a generative reward model. Thread-compatible, not thread-safe."""
 
@@ -216,7 +221,7 @@ class GramScorer:
         self._weight = weight.detach().float().clone()
         self._bias = None if bias is None else bias.detach().float().clone()
         if self.config.share_prefix and self._prefix_sharing_supported():
-            self._prefix_ids = self._common_prefix_ids()
+            self._prefix_ids = judge.verdict_prefix_ids(tokenizer)
 
     @classmethod
     def from_config(cls, config: ScorerConfig) -> GramScorer:
@@ -400,17 +405,7 @@ class GramScorer:
     # ------------------------------------------------------------------------------------------
 
     def _prefix_sharing_supported(self) -> bool:
-        config = getattr(self.model, "config", None)
-        layer_types = getattr(config, "layer_types", None) or []
-        # Sliding-window layers keep only part of a long cache; stay on the plain path for them.
-        return not (getattr(config, "use_sliding_window", False) or any("sliding" in t for t in layer_types))
-
-    def _common_prefix_ids(self) -> list[int]:
-        text = judge.chat_prompt(self.tokenizer, judge.verdict_content(_SENTINEL, "", ""))
-        prefix = text[: text.index(_SENTINEL)]
-        ids = self.tokenizer(prefix, add_special_tokens=self._add_special)["input_ids"]
-        # The last token may merge with the question's first characters; leave it to the sequence.
-        return list(ids[:-1])
+        return prefix_sharing_supported(self.model)
 
     def _has_prefix(self, ids: Sequence[int]) -> bool:
         p = len(self._prefix_ids)

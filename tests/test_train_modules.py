@@ -59,3 +59,46 @@ def test_gradient_checkpointing_with_lora_trains_only_the_adapter(tiny_model_dir
     trained = {n for n, p in model.named_parameters() if p.grad is not None}
     assert trained and all("lora_" in n and ".layers.1." in n for n in trained)
     assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def test_shared_prefix_gives_the_full_sequence_loss_and_gradients(tiny_model_dir, smol_tokenizer):
+    """The judge instruction's states computed once per batch (gradients flowing through them) give
+    the loss and the gradients of running every sequence whole."""
+    from gram_ray import judge
+    from gram_ray.train.config import TrainConfig
+    from gram_ray.train.loop import build_model
+
+    cfg = TrainConfig(stage="finetune", model=str(tiny_model_dir), data=["unused.jsonl"], output_dir="/tmp/unused",
+                      lora={"r": 4, "alpha": 8, "dropout": 0.0})
+    model, tokenizer, _ = build_model(cfg, torch.device("cpu"))
+    model.train()
+    ids = GramScorer(model, tokenizer, ScorerConfig(dtype="float32")).tokens.ids
+    prefix = judge.verdict_prefix_ids(tokenizer)
+    assert len(prefix) > 100
+    batch = verdict_batch(ROWS, tokenizer, 64, 16)
+    results = []
+    for module in (VerdictLoss(model, ids, 0.1), VerdictLoss(model, ids, 0.1, prefix)):
+        model.zero_grad()
+        loss = module(batch)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((loss.item(), grads))
+    (full_loss, full_grads), (shared_loss, shared_grads) = results
+    assert module._shares_prefix(batch)
+    assert shared_loss == pytest.approx(full_loss, abs=1e-5)
+    assert full_grads.keys() == shared_grads.keys() and full_grads
+    for name, grad in full_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_lr_schedule_first_update_moves_and_decays_to_zero():
+    from gram_ray.train.loop import lr_factor
+
+    assert lr_factor(0, 4, 20, "cosine") == pytest.approx(0.2)  # (0 + 1) / (4 + 1): never lr 0
+    assert lr_factor(3, 4, 20, "cosine") == pytest.approx(0.8)
+    assert lr_factor(4, 4, 20, "cosine") == pytest.approx(1.0)
+    assert lr_factor(12, 4, 20, "cosine") == pytest.approx(0.5)  # half-way through the decay
+    assert lr_factor(20, 4, 20, "cosine") == pytest.approx(0.0)
+    assert lr_factor(12, 4, 20, "linear") == pytest.approx(0.5)
+    assert lr_factor(19, 4, 20, "constant_with_warmup") == 1.0
+    assert lr_factor(0, 0, 10, "cosine") == 1.0

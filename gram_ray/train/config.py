@@ -38,7 +38,10 @@ class TrainConfig(BaseModel):
     # Scale
     num_workers: int = Field(1, gt=0)
     use_gpu: bool = False
-    resources_per_worker: dict[str, float] | None = None
+    resources_per_worker: dict[str, float] | None = Field(
+        None, description="Ray resources per worker; None = 1 GPU with use_gpu, else the cluster's CPUs split "
+        "evenly over the workers (a worker's torch threads equal the CPUs it holds)",
+    )
     strategy: Literal["ddp", "fsdp"] = Field("ddp", description="fsdp shards large models across GPUs")
 
     # Schedule
@@ -48,7 +51,7 @@ class TrainConfig(BaseModel):
     grad_accum: int = Field(1, gt=0)
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="linear warm-up over this share of the steps (step 1 already moves)")
     scheduler: Literal["cosine", "linear", "constant_with_warmup"] = "cosine"
     max_grad_norm: float = Field(1.0, gt=0)
     seed: int = 0
@@ -72,7 +75,16 @@ class TrainConfig(BaseModel):
     )
     gradient_checkpointing: bool = False
 
+    # Held-out curve (finetune): accuracy, position-flip rate and ECE every eval_every steps → curve.jsonl
+    eval_data: str | None = Field(None, description="labeled pairs scored during training (a held-out split)")
+    eval_every: int = Field(0, ge=0, description="steps between curve evaluations; 0 = only at the end when eval_data is set")
+    eval_limit: int | None = Field(300, gt=0, description="first N rows of eval_data")
+
     # Bookkeeping
+    resume_from: str | None = Field(
+        None, description="a checkpoint directory (holding trainer_state.pt), or 'latest' = the newest one under "
+        "output_dir from any earlier run: weights, optimizer, schedule and data position continue from it",
+    )
     checkpoint_every: int = Field(50, gt=0)
     keep_checkpoints: int = Field(2, gt=0)
     log_every: int = Field(10, gt=0)
@@ -148,5 +160,7 @@ def load_train_config(path: str | Path, overrides: list[str] | None = None) -> T
     """Load a YAML training config; relative data paths, output_dir and local model paths resolve
     against the project root."""
     raw, base = read_config(path, overrides)
-    resolve_project_paths(raw, base, files=("data",), dirs=("output_dir",), models=("model",))
+    resolve_project_paths(raw, base, files=("data",), dirs=("output_dir", "eval_data"), models=("model",))
+    if raw.get("resume_from") not in (None, "latest"):
+        resolve_project_paths(raw, base, dirs=("resume_from",))
     return TrainConfig(**raw)

@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
-from gram_ray.data import atomic_writer, parse_pair_row
+from gram_ray import judge
+from gram_ray.data import atomic_writer, parse_pair_row, read_pairs
+from gram_ray.head import unwrap
 from gram_ray.judge import VerdictTokens
 from gram_ray.models import (
     cpu_supports_bf16,
@@ -32,8 +34,8 @@ from gram_ray.models import (
     resolve_model,
 )
 from gram_ray.train.config import TrainConfig
-from gram_ray.train.examples import build_batch
-from gram_ray.train.modules import stage_module, to_device
+from gram_ray.train.examples import build_batch, verdict_batch
+from gram_ray.train.modules import VerdictLoss, stage_module, to_device
 
 STATE_FILE = "trainer_state.pt"
 POSITION_FILE = "position.json"
@@ -60,7 +62,7 @@ def build_model(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any, Any]:
         model = load_causal_lm(source, dtype=torch.float32, attn_implementation=attn, is_trainable=True)
 
     if source.kind == "peft":
-        pass  # continue training the adapter it carries (e.g. stage 1 → stage 2)
+        check_adapter_matches(cfg, source.path)  # continue training the adapter it carries (stage 1 → stage 2)
     elif cfg.lora is not None:
         from peft import LoraConfig, get_peft_model
 
@@ -79,6 +81,54 @@ def build_model(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any, Any]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.to(device)
     return model, tokenizer, source
+
+
+def check_adapter_matches(cfg: TrainConfig, adapter_dir: str) -> None:
+    """Training continues the adapter a PEFT model carries; a config that asks for another layout
+    (full fine-tuning, another rank or set of layers) is an error rather than silently ignored."""
+    if cfg.stage == "bt":
+        return  # the baseline trains a fresh head on the adapter's base
+    found = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    if cfg.lora is None:
+        raise ValueError(f"lora: null (full fine-tuning) but model {adapter_dir} is a LoRA adapter; "
+                         "export a merged model first or keep its lora settings")
+    n_layers = found.get("layers_to_transform")
+    wanted = {
+        "r": (cfg.lora.r, found.get("r")),
+        "alpha": (cfg.lora.alpha, found.get("lora_alpha")),
+        "target_modules": (sorted(cfg.lora.target_modules), sorted(found.get("target_modules") or [])),
+        "last_layers": (cfg.lora.last_layers, len(n_layers) if n_layers else None),
+    }
+    for name, (asked, have) in wanted.items():
+        if asked != have:
+            raise ValueError(f"lora.{name}: {asked!r} asked, but model {adapter_dir} is an adapter with {name} {have!r}; "
+                             f"training continues that adapter, so set lora.{name}={have!r}")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's matrix-relevant instruction sets (they decide whether bf16 pays on this CPU)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return sorted(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags)
+
+
+def lr_factor(step: int, warmup: int, total: int, kind: str) -> float:
+    """The learning-rate multiplier for the update after ``step`` updates.
+
+    Warm-up rises linearly to 1 over ``warmup`` steps starting above 0 (the first update already
+    moves; Hugging Face's schedules give it lr 0); then cosine or linear decay to 0 at ``total``, or
+    constant.
+    """
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if kind == "constant_with_warmup":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if kind == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def compute_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
@@ -172,6 +222,31 @@ def latest_checkpoint_dir(storage: Path, run_id: str) -> Path | None:
     return best
 
 
+def newest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint under ``output_dir`` written by any run (``resume_from: latest``)."""
+    best, best_key = None, (-1, 0.0)
+    for position_file in Path(output_dir).glob(f"ray/run/checkpoint_*/{POSITION_FILE}"):
+        try:
+            step = json.loads(position_file.read_text())["step"]
+        except (OSError, ValueError, KeyError):
+            continue
+        key = (step, position_file.stat().st_mtime)
+        if (position_file.parent / STATE_FILE).is_file() and key > best_key:
+            best, best_key = position_file.parent, key
+    return best
+
+
+def resume_directory(cfg: TrainConfig) -> Path | None:
+    if cfg.resume_from is None:
+        return None
+    if cfg.resume_from == "latest":
+        return newest_checkpoint(Path(cfg.output_dir))
+    directory = Path(cfg.resume_from)
+    if not (directory / STATE_FILE).is_file():
+        raise FileNotFoundError(f"resume_from: {directory} holds no {STATE_FILE} (not a gram-ray checkpoint)")
+    return directory
+
+
 def load_checkpoint(directory: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
     from safetensors.torch import load_file
 
@@ -184,6 +259,14 @@ def load_checkpoint(directory: Path, model: Any, optimizer: Any, scheduler: Any)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     return state["position"]
+
+
+def check_resumable(position: dict[str, Any], layout: dict[str, Any], directory: Path) -> None:
+    """A resumed run must cut the data the same way, or its data position means other rows."""
+    for key, value in layout.items():
+        if key in position and position[key] != value:
+            raise ValueError(f"resume_from: checkpoint {directory} was written with {key}={position[key]!r}, "
+                             f"this run has {key}={value!r}; resume with the same value")
 
 
 def save_final(cfg: TrainConfig, model: Any, tokenizer: Any, source: Any, metrics: dict[str, Any]) -> Path:
@@ -230,13 +313,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
     from ray.train import Checkpoint
-    from transformers import get_scheduler
 
     cfg = TrainConfig(**loop_config["train"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(cfg.seed + rank)
     device = ray.train.torch.get_device()
+    if device.type == "cpu" and loop_config.get("cpus_per_worker"):
+        # Ray caps a worker's threads at its CPUs; use exactly them (all cores when one worker holds the node).
+        torch.set_num_threads(max(1, int(loop_config["cpus_per_worker"])))
 
     rows = load_rows(ray.train.get_dataset_shard("train"))
     model, tokenizer, source = build_model(cfg, device)
@@ -246,24 +331,31 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=int(cfg.warmup_ratio * steps), num_training_steps=steps)
+    warmup = int(cfg.warmup_ratio * steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, steps, cfg.scheduler))
 
     run_id = loop_config["run_id"]
-    position: dict[str, Any] = {"step": 0, "epoch": 0, "micro": 0, "tokens": 0, "resumed_from": [], "run_id": run_id}
+    layout = {"rows": len(rows), "world": world, "batch_size": cfg.batch_size, "seed": cfg.seed}
+    position: dict[str, Any] = {"step": 0, "epoch": 0, "micro": 0, "tokens": 0, "resumed_from": [], "run_id": run_id, **layout}
     checkpoint = ray.train.get_checkpoint()
+    # This run's own checkpoint (a worker restart), else one an earlier run wrote (resume_from).
     fallback = None if checkpoint is not None else latest_checkpoint_dir(Path(loop_config["storage"]), run_id)
+    fallback = fallback or (None if checkpoint is not None else resume_directory(cfg))
     if checkpoint is not None or fallback is not None:
         with checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext(fallback) as directory:
             position = load_checkpoint(Path(directory), model, optimizer, scheduler)
-        position["resumed_from"] = [*position.get("resumed_from", []), position["step"]]
+            check_resumable(position, layout, Path(directory))
+        position.update(layout, run_id=run_id, resumed_from=[*position.get("resumed_from", []), position["step"]])
         if rank == 0:
             print(f"[gram-ray] resumed from the checkpoint at step {position['step']} "
-                  f"(epoch {position['epoch']}, micro-batch {position['micro']})", flush=True)
+                  f"(epoch {position['epoch']}, micro-batch {position['micro']}): {directory}", flush=True)
 
     # FSDP flattens parameters per unit; LoRA mixes frozen and trainable ones, which needs use_orig_params.
     strategy_kwargs = {"use_orig_params": True} if cfg.strategy == "fsdp" else None
+    prefix_ids = judge.verdict_prefix_ids(tokenizer) if shares_prefix(cfg, model) else None
+    module = stage_module(cfg.stage, model, verdict_ids, cfg.label_smoothing, prefix_ids)
     wrapped = ray.train.torch.prepare_model(
-        stage_module(cfg.stage, model, verdict_ids, cfg.label_smoothing),
+        module,
         parallel_strategy=cfg.strategy,
         parallel_strategy_kwargs=strategy_kwargs,
     )
@@ -272,9 +364,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model.train()
 
     n_trainable = sum(p.numel() for p in params)
+    machine = {"compute_dtype": str(dtype).removeprefix("torch."), "device": str(device), "cpu_flags": cpu_flags(),
+               "torch_threads": torch.get_num_threads(), "shared_prefix_tokens": len(prefix_ids or [])}
     if rank == 0:
         print(f"[gram-ray] {cfg.stage}: {len(rows)} rows, {world} workers, {steps} steps, "
-              f"{n_trainable:,} trainable parameters, compute {str(dtype).removeprefix('torch.')}", flush=True)
+              f"{n_trainable:,} trainable parameters, compute {machine['compute_dtype']}, "
+              f"{machine['torch_threads']} threads, shared prefix {machine['shared_prefix_tokens']} tokens", flush=True)
+    evaluating = bool(cfg.eval_data) and cfg.stage == "finetune"  # the same on every rank: no rank skips a collective
+    curve = HeldOutCurve(cfg, tokenizer, device, autocast, world) if rank == 0 and evaluating else None
 
     start_time, start_step = time.perf_counter(), position["step"]
     window_loss, window_n, window_tokens, truncated = 0.0, 0, 0, 0
@@ -310,7 +407,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
             log_now = step % cfg.log_every == 0 or step == steps
             checkpoint_now = step % cfg.checkpoint_every == 0 or step == steps
-            if not (log_now or checkpoint_now):
+            eval_now = evaluating and ((cfg.eval_every and step % cfg.eval_every == 0) or step == steps)
+            if not (log_now or checkpoint_now or eval_now):
                 continue
             loss_value = _mean_across_workers(window_loss / max(window_n, 1), world, device)
             tokens = _mean_across_workers(float(window_tokens), world, device) * world
@@ -327,6 +425,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             last_loss = loss_value
             window_loss, window_n, window_tokens = 0.0, 0, 0
             start_time, start_step = time.perf_counter(), step
+            if eval_now and curve is not None:
+                metrics["heldout"] = curve.record(module, step, metrics, position["tokens"])
+                model.train()
+                start_time = time.perf_counter()  # tokens/s measures training, not the evaluation
             if rank == 0:
                 eta = "-" if metrics["eta_s"] is None else f"{metrics['eta_s']:.0f}s"
                 print(f"[gram-ray] step {step}/{steps} loss {loss_value:.4f} lr {metrics['lr']:.2e} "
@@ -346,10 +448,72 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             "stage": cfg.stage, "steps": position["step"], "epochs_completed": position["epoch"], "rows": len(rows),
             "workers": world, "first_loss": first_loss, "final_loss": last_loss, "tokens": position["tokens"],
             "trainable_parameters": n_trainable, "resumed_from": position["resumed_from"], "truncated_texts": truncated,
+            **machine,
         }
+        if curve is not None and curve.last is not None:
+            summary["heldout"] = curve.last
         final = save_final(cfg, model, tokenizer, source, summary)
         with atomic_writer(Path(cfg.output_dir) / "metrics.json") as f:
             json.dump({**summary, "final_model": str(final)}, f, indent=2)
+
+
+def shares_prefix(cfg: TrainConfig, model: Any) -> bool:
+    """Finetune batches share the judge instruction's key/value states (not with gradient
+    checkpointing, which recomputes layers without a cache, nor with sliding-window layers)."""
+    from gram_ray.scorer import prefix_sharing_supported
+
+    return cfg.stage == "finetune" and not cfg.gradient_checkpointing and prefix_sharing_supported(unwrap(model))
+
+
+class HeldOutCurve:
+    """Accuracy, position-flip rate and ECE on the first ``eval_limit`` rows of ``eval_data``, each
+    pair judged in both orders at the training budgets, appended to ``<output_dir>/curve.jsonl``.
+    The "longer visible response" baseline on the same rows and budgets is recorded beside it."""
+
+    def __init__(self, cfg: TrainConfig, tokenizer: Any, device: torch.device, autocast: Any, world: int):
+        self.cfg, self.tokenizer, self.device, self.autocast, self.world = cfg, tokenizer, device, autocast, world
+        self.rows, _ = read_pairs(cfg.eval_data, limit=cfg.eval_limit)
+        self.rows = [r for r in self.rows if r.label is not None]
+        self.path = Path(cfg.output_dir) / "curve.jsonl"
+        self.length_baseline = self._length_baseline()
+        self.last: dict[str, Any] | None = None
+
+    def _length_baseline(self) -> float:
+        from gram_ray.scorer import truncate_texts
+
+        a, _ = truncate_texts(self.tokenizer, [r.pair.response_a for r in self.rows], self.cfg.max_response_tokens)
+        b, _ = truncate_texts(self.tokenizer, [r.pair.response_b for r in self.rows], self.cfg.max_response_tokens)
+        right = sum(("A" if len(x) > len(y) else "B" if len(y) > len(x) else None) == r.label for r, x, y in zip(self.rows, a, b, strict=True))
+        return right / max(1, len(self.rows))
+
+    @torch.no_grad()
+    def record(self, module: VerdictLoss, step: int, train_metrics: dict[str, Any], tokens: int) -> dict[str, Any]:
+        from gram_ray.eval.scoring import PairPrediction, pairs_metrics
+
+        start = time.perf_counter()
+        module.model.eval()
+        predictions = []
+        for row in self.rows:  # one pair (both orders) per forward: no padding on a CPU
+            batch = verdict_batch([row], self.tokenizer, self.cfg.max_prompt_tokens, self.cfg.max_response_tokens)
+            with self.autocast:
+                p_first = torch.softmax(module.logits(to_device(batch, self.device)).float(), dim=-1)[:, 0].tolist()
+            p_ab, p_ba = p_first[0], 1.0 - p_first[1]
+            predictions.append(PairPrediction(row.label, judge.combine_orders(p_ab, p_ba), p_ab, p_ba))
+        metrics = pairs_metrics(predictions)
+        record = {
+            "step": step, "pairs_seen": step * self.cfg.batch_size * self.cfg.grad_accum * self.world,
+            "tokens": tokens, "train_loss": train_metrics["loss"], "lr": train_metrics["lr"],
+            "accuracy": metrics["accuracy"], "accuracy_ci95": metrics["accuracy_ci95"], "flip_rate": metrics["flip_rate"],
+            "ece": metrics["ece"], "n": metrics["n"], "length_baseline": self.length_baseline,
+            "eval_seconds": time.perf_counter() - start, "time": time.time(),
+        }
+        with open(self.path, "a") as f:  # one line per evaluation, appended whole
+            f.write(json.dumps(record) + "\n")
+        print(f"[gram-ray] held-out @ step {step}: accuracy {record['accuracy']:.3f} flip {record['flip_rate']:.3f} "
+              f"ECE {record['ece']:.3f} (length baseline {self.length_baseline:.3f}, n={record['n']}, "
+              f"{record['eval_seconds']:.0f}s)", flush=True)
+        self.last = record
+        return record
 
 
 def _mean_across_workers(value: float, world: int, device: torch.device) -> float:

@@ -32,18 +32,50 @@ from gram_ray.train.examples import Batch
 
 
 class VerdictLoss(nn.Module):
-    """Stage 2: cross-entropy over the "A"/"B" logits at the verdict position, label-smoothed."""
+    """Stage 2: cross-entropy over the "A"/"B" logits at the verdict position, label-smoothed.
 
-    def __init__(self, model: nn.Module, verdict_ids: list[int], label_smoothing: float):
+    With ``prefix_ids`` (the judge instruction every verdict prompt starts with, ~180 tokens), the
+    prefix runs through the model once per batch and its key/value states are shared by every
+    sequence, as the scorer does at inference. Gradients flow through the shared states, so the
+    loss and the gradients equal the full-sequence computation; the forward costs one prefix per
+    batch instead of one per sequence.
+    """
+
+    def __init__(self, model: nn.Module, verdict_ids: list[int], label_smoothing: float, prefix_ids: list[int] | None = None):
         super().__init__()
         self.model = model
         self.verdict_ids = verdict_ids
         self.label_smoothing = label_smoothing
+        self.prefix_ids = list(prefix_ids or [])
+
+    def _shares_prefix(self, batch: Batch) -> bool:
+        p = len(self.prefix_ids)
+        if p == 0 or int(batch.lengths.min()) <= p:
+            return False
+        prefix = torch.tensor(self.prefix_ids, device=batch.input_ids.device)
+        return bool((batch.input_ids[:, :p] == prefix).all())
 
     def logits(self, batch: Batch) -> torch.Tensor:
-        hidden = decoder_of(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        decoder = decoder_of(self.model)
+        if self._shares_prefix(batch):
+            from transformers import DynamicCache
+
+            p, n = len(self.prefix_ids), batch.input_ids.shape[0]
+            ids = batch.input_ids[:1, :p]
+            cache = decoder(input_ids=ids, use_cache=True).past_key_values
+            kv = [(layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1)) for layer in cache.layers]
+            suffix = batch.input_ids[:, p:]
+            positions = (torch.arange(suffix.shape[1], device=suffix.device) + p).unsqueeze(0).expand(n, -1)
+            hidden = decoder(
+                input_ids=suffix, attention_mask=batch.attention_mask, position_ids=positions, use_cache=True,
+                past_key_values=DynamicCache(ddp_cache_data=kv, config=unwrap(self.model).config),
+            ).last_hidden_state
+            last = last_token_hidden(hidden, batch.lengths - p)
+        else:
+            hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+            last = last_token_hidden(hidden, batch.lengths)
         weight, bias = verdict_rows(self.model, self.verdict_ids)
-        return verdict_logits(last_token_hidden(hidden, batch.lengths), weight, bias, unwrap(self.model).config)
+        return verdict_logits(last, weight, bias, unwrap(self.model).config)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         return verdict_loss(self.logits(batch), batch.target.to(batch.input_ids.device), self.label_smoothing)
@@ -85,9 +117,11 @@ class BradleyTerryLoss(nn.Module):
         return bradley_terry_loss(rewards[0::2], rewards[1::2])
 
 
-def stage_module(stage: str, model: nn.Module, verdict_ids: list[int], label_smoothing: float) -> nn.Module:
+def stage_module(
+    stage: str, model: nn.Module, verdict_ids: list[int], label_smoothing: float, prefix_ids: list[int] | None = None,
+) -> nn.Module:
     if stage == "finetune":
-        return VerdictLoss(model, verdict_ids, label_smoothing)
+        return VerdictLoss(model, verdict_ids, label_smoothing, prefix_ids)
     if stage in ("pretrain", "reasoner", "prover"):
         return ResponseLMLoss(model)  # the loss covers the generated reply (answers, or rationale + verdict)
     if stage == "bt":

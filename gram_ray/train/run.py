@@ -77,6 +77,17 @@ def iter_jsonl_lenient(path: str):
         return
 
 
+def worker_resources(cfg: TrainConfig) -> dict[str, float]:
+    """Default resources per worker: one GPU each with ``use_gpu``; on CPUs the cluster's CPUs split
+    evenly over the workers (at least one each), so that the job uses the whole machine."""
+    import ray
+
+    if cfg.use_gpu:
+        return {"CPU": 1, "GPU": 1}
+    total = int(ray.cluster_resources().get("CPU", 1))
+    return {"CPU": float(max(1, total // cfg.num_workers))}
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     import ray
     import ray.data
@@ -97,10 +108,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     # streaming read tasks); every worker then iterates the same blocks from the object store.
     dataset = ray.data.read_json(files, include_paths=True).materialize()
     storage = Path(cfg.output_dir).resolve() / "ray"
-    resources = cfg.resources_per_worker or ({"CPU": 1, "GPU": 1} if cfg.use_gpu else {"CPU": 1})
+    resources = cfg.resources_per_worker or worker_resources(cfg)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"train": cfg.model_dump(), "run_id": uuid.uuid4().hex, "storage": str(storage / "run")},
+        train_loop_config={
+            "train": cfg.model_dump(), "run_id": uuid.uuid4().hex, "storage": str(storage / "run"),
+            "cpus_per_worker": resources.get("CPU"),
+        },
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name="run",

@@ -1,0 +1,118 @@
+"""Train the shipped `default` GRAM judge: the long stage-2 run, resumable across machines and sessions.
+
+    python scripts/train_default.py              # train (continue from the newest checkpoint), then publish
+    python scripts/train_default.py --snapshot   # copy the newest checkpoint into checkpoints/default (commit it)
+    python scripts/train_default.py --publish    # export the newest checkpoint as gram_ray/models/default
+    make model                                   # the same as the first line
+
+Recipe (MODEL_CARD.md): stage 2 from the shipped stage-1 adapter (`gram_ray/models/stage1-smollm2-135m`),
+verdict loss with label smoothing 0.1, each pair in both orders, 8 pairs per step, lr 1e-3 with a short
+warm-up and cosine decay, questions and responses cut to 256 tokens (the budgets the service then scores
+at, read from the model's gram_training.json). The run writes `runs/default/curve.jsonl` (accuracy,
+position-flip rate and ECE on 120 in-domain held-out pairs every `EVAL_EVERY` steps, beside the
+"longer visible response" baseline on the same rows).
+
+Resuming: a run continues from, in this order, the newest checkpoint under runs/default (this machine),
+or the committed `checkpoints/default/` (a fresh clone: adapter, optimizer, schedule and data
+position, a few MB). `--snapshot` refreshes that committed copy; commit it before a session ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.ablation import GRAM_CLI, SPLITS, STAGE1, make_splits  # noqa: E402
+
+RUN = ROOT / "runs" / "default"
+COMMITTED = ROOT / "checkpoints" / "default"
+SHIPPED = ROOT / "gram_ray" / "models" / "default"
+EVAL_EVERY = 50  # ~35 min of training between curve points on 2 cores
+RECIPE = [
+    f"model={STAGE1}", f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", f"eval_data={SPLITS / 'labeled_heldout.jsonl.gz'}",
+    f"output_dir={RUN}", "num_workers=1", "max_steps=800", "batch_size=1", "grad_accum=8", "lr=1.0e-3",
+    "warmup_ratio=0.03", "scheduler=cosine", "label_smoothing=0.1", "max_prompt_tokens=256", "max_response_tokens=256",
+    "checkpoint_every=10", "keep_checkpoints=2", "log_every=5", f"eval_every={EVAL_EVERY}", "eval_limit=120",
+    "max_failures=2",
+]
+
+
+def newest() -> Path | None:
+    from gram_ray.train.loop import newest_checkpoint
+
+    return newest_checkpoint(RUN)
+
+
+def step_of(directory: Path | None) -> int:
+    return -1 if directory is None else json.loads((directory / "position.json").read_text())["step"]
+
+
+def train(extra: list[str]) -> None:
+    make_splits()
+    local, committed = newest(), COMMITTED if (COMMITTED / "trainer_state.pt").is_file() else None
+    resume = "latest" if local is not None and step_of(local) >= step_of(committed) else committed
+    cmd = [GRAM_CLI, "train", "train_configs/finetune.yaml"]
+    for item in [*RECIPE, *([f"resume_from={resume}"] if resume else []), *extra]:
+        cmd += ["--set", item]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def snapshot() -> None:
+    """Copy the newest checkpoint (and the curve so far) into checkpoints/default, atomically."""
+    source = newest()
+    if source is None:
+        raise SystemExit(f"no checkpoint under {RUN}")
+    COMMITTED.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".default-", dir=COMMITTED.parent))
+    shutil.copytree(source, tmp, dirs_exist_ok=True)
+    if (RUN / "curve.jsonl").is_file():
+        shutil.copy(RUN / "curve.jsonl", tmp / "curve.jsonl")
+    if COMMITTED.exists():
+        shutil.rmtree(COMMITTED)
+    tmp.rename(COMMITTED)
+    print(f"checkpoints/default ← {source} (step {step_of(COMMITTED)})")
+
+
+def publish() -> None:
+    """Export the newest checkpoint (local, else committed) as the shipped adapter."""
+    local = newest()
+    source = local if local is not None and step_of(local) >= step_of(COMMITTED if COMMITTED.exists() else None) else COMMITTED
+    out = RUN / "export"
+    cmd = [GRAM_CLI, "model", "export-checkpoint", "train_configs/finetune.yaml", str(source), "--out", str(out)]
+    for item in RECIPE:
+        cmd += ["--set", item]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    shutil.rmtree(SHIPPED, ignore_errors=True)
+    SHIPPED.mkdir(parents=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors", "gram_training.json"):
+        shutil.copy(out / "final" / name, SHIPPED / name)
+    print(f"gram_ray/models/default ← {source} (step {step_of(source)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--snapshot", action="store_true", help="only copy the newest checkpoint to checkpoints/default")
+    parser.add_argument("--publish", action="store_true", help="only export the newest checkpoint as the shipped model")
+    parser.add_argument("--set", dest="extra", action="append", default=[], help="extra training overrides")
+    args = parser.parse_args()
+    if args.snapshot:
+        snapshot()
+    elif args.publish:
+        publish()
+    else:
+        train(args.extra)
+        snapshot()
+        publish()
+
+
+if __name__ == "__main__":
+    main()
