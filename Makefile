@@ -13,7 +13,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 STAMP := $(VENV)/.installed
 
-.PHONY: setup serve demo test test-fast bench lint proto model reasoning stage1 clean
+.PHONY: setup serve demo test test-fast bench lint proto model ablation reasoning stage1 clean
 
 setup: $(STAMP)
 
@@ -55,14 +55,16 @@ proto: setup
 	$(PY) -m grpc_tools.protoc -Igram_ray/proto=protos/gram/v1 --python_out=. --grpc_python_out=. \
 		--pyi_out=. gram_ray/proto/gram.proto
 
-# The embedded `default` model (MODEL_CARD.md): held-out splits, stage 2 from the shipped stage-1
-# adapter, the ablation variants and their evaluations (about 2 hours on 2 CPU cores; resumable:
-# finished steps are skipped), then the GRAM adapter is copied into the package.
+# The embedded `default` model (MODEL_CARD.md): the long stage-2 run from the shipped stage-1 adapter,
+# resumable across machines: it continues from the newest checkpoint under runs/default, else from the
+# committed checkpoints/default; then refreshes that committed checkpoint and exports the adapter into
+# gram_ray/models/default. Stop it at any time (Ctrl-C) and run `make model` again to continue.
 model: setup
+	$(PY) scripts/train_default.py
+
+# The ablation table (MODEL_CARD.md): every variant on one budget, and its evaluations (resumable).
+ablation: setup
 	$(PY) scripts/ablation.py
-	rm -rf gram_ray/models/default && mkdir -p gram_ray/models/default
-	cp runs/ablation/default/final/adapter_config.json runs/ablation/default/final/adapter_model.safetensors \
-		runs/ablation/default/final/gram_training.json gram_ray/models/default/
 
 # GRAM-R² on this machine (MODEL_CARD.md): prover, reasoner, 2 self-training rounds and the reasoning
 # evaluations (about 2.5 hours on 2 CPU cores; resumable), after `make model`.

@@ -26,7 +26,8 @@ import torch
 
 from gram_ray import judge
 from gram_ray.data import read_pairs
-from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+from gram_ray.judge import Pair
+from gram_ray.scorer import GramScorer, ScorerConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train_labeled.jsonl.gz"
 

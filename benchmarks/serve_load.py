@@ -6,8 +6,8 @@
 Each request is a ``Compare`` of one pair (judged in both orders) from
 ../shared/data/train_labeled.jsonl.gz, so batching can only come from the server merging concurrent
 requests. For each concurrency level a bounded number of requests is sent by that many client
-threads, against (1) the service with ``@serve.batch`` (max_batch_size 32) and (2) the same service
-with batching disabled (max_batch_size 1); (0) the ceiling is the offline scorer on the same pairs in
+threads, against (1) the service with ``@serve.batch`` (max_batch_pairs 32) and (2) the same service
+with batching disabled (max_batch_pairs 1); (0) the ceiling is the offline scorer on the same pairs in
 one process. All in one run, one scorer replica with all CPUs (or one GPU).
 Ends with ``RESULT …`` (ratios at the highest concurrency).
 """
@@ -96,7 +96,7 @@ def main() -> None:
     for label, batch_size in (("batched", 32), ("unbatched", 1)):
         port = free_port()
         config = AppConfig(
-            scorer=scorer_config, batching={"max_batch_size": batch_size, "batch_wait_timeout_s": 0.01}, grpc={"port": port}
+            scorer=scorer_config, batching={"max_batch_pairs": batch_size, "batch_wait_timeout_s": 0.01}, grpc={"port": port}
         )
         app = build_application(
             config,

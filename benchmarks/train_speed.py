@@ -1,7 +1,16 @@
-"""Training step speed and memory: GRAM's verdict loss from the two-row head vs the SFT style.
+"""Training speed: the stage-2 step as `gram-ray train` runs it, and the two-row head vs the SFT style.
 
-    python benchmarks/train_speed.py                     # embedded backbone, batch 4 x 600 tokens
-    python benchmarks/train_speed.py --steps 5 --lora-last-layers 0   # full fine-tuning
+    python benchmarks/train_speed.py --recipe             # (1) gram-ray train, before/after, on real pairs
+    python benchmarks/train_speed.py                      # (2) two-row head vs SFT, batch 4 x 600 tokens
+    python benchmarks/train_speed.py --steps 5 --lora-last-layers 0   # (2) with full fine-tuning
+
+(1) ``--recipe`` runs ``gram-ray train train_configs/finetune.yaml`` (Ray Train, one worker, the stage-1
+adapter, 256-token budgets, the same labeled pairs in the same order) twice: *before* (the old defaults:
+a worker holding 1 CPU, 4 pairs per padded micro-batch, every sequence run whole) and *after* (the
+worker holds the machine's CPUs, one pair per micro-batch so no padding on a CPU, the judge
+instruction's key/value states computed once per micro-batch and shared). It reports training
+tokens/s from each run's metrics.json (optimizer steps only) and the |Δloss| of the shared-prefix
+loss against the whole-sequence loss on one fixed batch. Ends with ``RESULT speedup=… max_dloss=…``.
 
 (a) SFT style: the verdict token as the label of a causal-LM loss, so the model computes
     full-vocabulary logits at every position (``model(input_ids, labels=…)``).
@@ -95,6 +104,63 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     return {"seconds_per_step": seconds, "tokens_per_s": args.batch * args.tokens / seconds, "peak_mb": peak, "device": str(device)}
 
 
+def recipe(args: argparse.Namespace) -> None:
+    import os
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root))
+    from scripts.ablation import GRAM_CLI, SPLITS, STAGE1, make_splits
+
+    make_splits()
+    runs = {
+        "before": ["resources_per_worker={CPU: 1}", "batch_size=4", "grad_accum=1", "share_prefix=false"],
+        "after": ["batch_size=1", "grad_accum=4", "share_prefix=true"],
+    }
+    results = {}
+    for name, sets in runs.items():
+        out = root / "runs" / "bench_train_speed" / name
+        shutil.rmtree(out, ignore_errors=True)
+        cmd = [GRAM_CLI, "train", "train_configs/finetune.yaml"]
+        for item in [f"model={STAGE1}", f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", f"output_dir={out}", "num_workers=1",
+                     f"max_steps={args.steps}", "lr=1e-3", "max_prompt_tokens=256", "max_response_tokens=256",
+                     f"checkpoint_every={args.steps}", f"log_every={args.steps}", *sets]:
+            cmd += ["--set", item]
+        subprocess.run(cmd, check=True, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env={**os.environ, "PYTHONPATH": str(root)})
+        results[name] = json.loads((out / "metrics.json").read_text())
+
+    # |Δloss|: shared prefix vs whole sequences, on one fixed batch of 4 real pairs (both orders).
+    from gram_ray import judge
+    from gram_ray.data import read_pairs
+    from gram_ray.train.config import TrainConfig
+    from gram_ray.train.examples import verdict_batch
+    from gram_ray.train.loop import build_model
+    from gram_ray.train.modules import VerdictLoss
+
+    cfg = TrainConfig(stage="finetune", model=str(root / STAGE1), data=["unused"], output_dir="/tmp/unused",
+                      lora={"last_layers": 8, "dropout": 0.0})
+    model, tokenizer, _ = build_model(cfg, torch.device("cpu"))
+    ids = judge.VerdictTokens.from_tokenizer(tokenizer).ids
+    rows, _ = read_pairs(SPLITS / "labeled_train.jsonl.gz", limit=4)
+    batch = verdict_batch(rows, tokenizer, 256, 256)
+    with torch.no_grad():
+        whole = VerdictLoss(model, ids, 0.1)(batch).item()
+        shared = VerdictLoss(model, ids, 0.1, judge.verdict_prefix_ids(tokenizer))(batch).item()
+    before, after = results["before"], results["after"]
+    speedup = after["tokens_per_s"] / before["tokens_per_s"]
+    print(f"gram-ray train, stage 2 from the stage-1 adapter, {args.steps} steps of 4 pairs (both orders), "
+          f"256-token budgets, {os.cpu_count()} CPUs, compute {after['compute_dtype']}, CPU flags {after['cpu_flags']}")
+    print(f"{'run':<8}{'threads':>8}{'pairs/micro-batch':>19}{'shared prefix':>15}{'tokens/s':>10}{'s/step':>8}")
+    for name, m, pairs in (("before", before, 4), ("after", after, 1)):
+        print(f"{name:<8}{m['torch_threads']:>8}{pairs:>19}{m['shared_prefix_tokens']:>15}{m['tokens_per_s']:>10.0f}"
+              f"{m['train_seconds'] / m['steps']:>8.1f}")
+    print(f"loss on a fixed batch: whole sequences {whole:.6f}, shared prefix {shared:.6f}")
+    print(f"RESULT speedup={speedup:.2f} tokens_per_s_before={before['tokens_per_s']:.0f} "
+          f"tokens_per_s_after={after['tokens_per_s']:.0f} max_dloss={abs(whole - shared):.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -103,7 +169,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--lora-last-layers", type=int, default=8, help="0 = full fine-tuning")
     parser.add_argument("--method", choices=["sft", "gram"], help=argparse.SUPPRESS)  # the child process
+    parser.add_argument("--recipe", action="store_true", help="(1): gram-ray train before/after on real pairs")
     args = parser.parse_args()
+    if args.recipe:
+        recipe(args)
+        return
     if args.method:
         print(json.dumps(run_method(args.method, args)))
         return

@@ -17,54 +17,68 @@ import argparse
 import json
 import logging
 import sys
+import typing
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+
+def add_config_arguments(
+    group: Any, config: type[BaseModel], fields: list[str], flags: dict[str, str] | None = None,
+) -> None:
+    """One ``--flag`` per config field, its default, help text and choices taken from the pydantic
+    field, so the command line can never disagree with the config it fills."""
+    for name in fields:
+        info = config.model_fields[name]
+        flag = (flags or {}).get(name, "--" + name.replace("_", "-"))
+        kwargs: dict[str, Any] = {"dest": name, "default": info.default, "help": info.description or ""}
+        annotation = info.annotation
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(annotation) is typing.Literal:
+            kwargs["choices"] = list(typing.get_args(annotation))
+        else:
+            base = args[0] if args else annotation
+            if typing.get_origin(base) is typing.Literal:
+                kwargs["choices"] = list(typing.get_args(base))
+            elif base in (int, float):
+                kwargs["type"] = base
+        if kwargs["default"] is not None and "action" not in kwargs:
+            kwargs["help"] = f"{kwargs['help']} (default: %(default)s)".strip()
+        group.add_argument(flag, **kwargs)
+
+
+SCORER_FLAGS = ["model", "dtype", "device", "device_map", "orders", "max_prompt_tokens", "max_response_tokens",
+                "max_batch_tokens", "trust_remote_code"]
+SAMPLING_FLAGS = ["temperature", "top_p", "max_new_tokens", "seed"]
 
 
 def _add_scorer_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model and scoring")
-    g.add_argument("--model", default="default", help="default | smollm2-135m | HF dir | PEFT adapter dir | .gguf | hub id")
-    g.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"])
-    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    g.add_argument("--device-map", default=None, help="'auto' spreads the model over all visible GPUs")
-    g.add_argument("--orders", default="both", choices=["both", "ab"], help="judge both orders and average (default) or A-B only")
-    g.add_argument("--max-prompt-tokens", type=int, default=1024, help="question budget; longer questions keep their start")
-    g.add_argument("--max-response-tokens", type=int, default=1024, help="per-response budget; longer ones keep their start")
-    g.add_argument("--max-batch-tokens", type=int, default=None, help="padded tokens per forward pass (default: 16384 on CUDA, 2048 on CPU)")
-    g.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from a hub repo")
+    from gram_ray.scorer import ScorerConfig
+
+    add_config_arguments(p.add_argument_group("model and scoring"), ScorerConfig, SCORER_FLAGS)
 
 
 def _add_reasoning_args(p: argparse.ArgumentParser) -> None:
+    from gram_ray.reasoning import SamplingConfig
+
     g = p.add_argument_group("GRAM-R² reasoning (a reasoning model writes rationales, then votes)")
     g.add_argument("--reasoning", action="store_true", help="sample rationales and take a majority vote")
     g.add_argument("--votes", type=int, default=1, help="rationales sampled per pair and order (k)")
-    g.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (0 = greedy)")
-    g.add_argument("--top-p", type=float, default=0.95)
-    g.add_argument("--max-new-tokens", type=int, default=256, help="rationale + verdict budget per sample")
-    g.add_argument("--seed", type=int, default=None, help="seed the sampler, for reproducible votes")
+    add_config_arguments(g, SamplingConfig, SAMPLING_FLAGS)
 
 
 def _sampling_config(args: argparse.Namespace) -> Any:
     from gram_ray.reasoning import SamplingConfig
 
-    return SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+    return SamplingConfig(**{name: getattr(args, name) for name in SAMPLING_FLAGS})
 
 
 def _scorer_config(args: argparse.Namespace) -> Any:
     from gram_ray.scorer import ScorerConfig
 
-    return ScorerConfig(
-        model=args.model,
-        dtype=args.dtype,
-        device=args.device,
-        device_map=args.device_map,
-        orders=args.orders,
-        max_prompt_tokens=args.max_prompt_tokens,
-        max_response_tokens=args.max_response_tokens,
-        max_batch_tokens=args.max_batch_tokens,
-        trust_remote_code=args.trust_remote_code,
-    )
+    return ScorerConfig(**{name: getattr(args, name) for name in SCORER_FLAGS})
 
 
 def _print(obj: Any) -> None:
@@ -72,7 +86,8 @@ def _print(obj: Any) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from gram_ray.scorer import GramScorer, Pair
+    from gram_ray.judge import Pair
+    from gram_ray.scorer import GramScorer
 
     scorer = GramScorer.from_config(_scorer_config(args))
     pair = Pair(args.prompt, args.a, args.b)
@@ -84,7 +99,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from gram_ray.score import ScoreConfig, score_file
+    from gram_ray.score_file import ScoreConfig, score_file
 
     config = ScoreConfig(
         input=args.input, out=args.out, scorer=_scorer_config(args), skip_bad_rows=args.skip_bad_rows, limit=args.limit

@@ -24,16 +24,11 @@ import grpc
 from gram_ray.judge import Prompt
 from gram_ray.proto import gram_pb2 as pb
 from gram_ray.proto import gram_pb2_grpc
+from gram_ray.proto.enums import ORDERS, STRATEGIES
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 """Where ``serve_configs/gram.yaml`` binds the gRPC server."""
 
-_ORDERS = {"both": pb.ORDERS_BOTH, "ab": pb.ORDERS_AB}
-_STRATEGIES = {
-    "knockout": pb.RANK_STRATEGY_KNOCKOUT,
-    "tournament": pb.RANK_STRATEGY_TOURNAMENT,
-    "round_robin": pb.RANK_STRATEGY_ROUND_ROBIN,
-}
 _MAX_MESSAGE = 64 * 1024 * 1024
 
 
@@ -69,15 +64,15 @@ def compare_request(
 ) -> pb.CompareRequest:
     return pb.CompareRequest(
         pairs=[pb.Pair(prompt=prompt_proto(p), response_a=a, response_b=b) for p, a, b in pairs],
-        orders=_ORDERS[orders], reasoning=reasoning, votes=votes,
+        orders=ORDERS[orders], reasoning=reasoning, votes=votes,
     )
 
 
 def rank_request(prompt: Prompt, responses: Sequence[str], strategy: str = "knockout", orders: str = "both") -> pb.RankRequest:
-    if strategy not in _STRATEGIES:
-        raise ValueError(f"strategy: unknown {strategy!r} ({', '.join(_STRATEGIES)})")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy: unknown {strategy!r} ({', '.join(STRATEGIES)})")
     return pb.RankRequest(
-        prompt=prompt_proto(prompt), responses=list(responses), strategy=_STRATEGIES[strategy], orders=_ORDERS[orders]
+        prompt=prompt_proto(prompt), responses=list(responses), strategy=STRATEGIES[strategy], orders=ORDERS[orders]
     )
 
 
@@ -98,7 +93,7 @@ def reward_request(
         if groups is not None:
             item.group = groups[i]
         items.append(item)
-    return pb.RewardRequest(items=items, orders=_ORDERS[orders])
+    return pb.RewardRequest(items=items, orders=ORDERS[orders])
 
 
 def pair_result_dict(result: pb.PairResult) -> dict[str, Any]:

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gram_ray.judge import render_question
-from gram_ray.scorer import Pair
+from gram_ray.judge import Pair, render_question
 
 
 class DataError(ValueError):

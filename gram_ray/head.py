@@ -72,8 +72,15 @@ def last_token_hidden(hidden: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), index]
 
 
+def is_scalar_architecture(architectures: list[str]) -> bool:
+    """The one rule for a discriminative reward model (a scalar head, e.g. the Bradley-Terry
+    baseline) rather than a generative judge: a ``*ForSequenceClassification`` architecture."""
+    return any(a.endswith("ForSequenceClassification") for a in architectures)
+
+
 def is_scalar_head(model: Any) -> bool:
-    return type(unwrap(model)).__name__.endswith("ForSequenceClassification")
+    """:func:`is_scalar_architecture` of a loaded model."""
+    return is_scalar_architecture([type(unwrap(model)).__name__])
 
 
 def scalar_rewards(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

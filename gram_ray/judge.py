@@ -88,6 +88,15 @@ PROVING_TARGET_TEMPLATE = "<think>\n{rationale}\n</think>"
 
 Prompt = str | Sequence[Mapping[str, str]]
 
+
+@dataclass(frozen=True)
+class Pair:
+    """One comparison: a prompt (a string or chat messages) and two responses."""
+
+    prompt: Prompt
+    response_a: str
+    response_b: str
+
 _ROLE_NAMES = {"user": "Human", "human": "Human", "assistant": "Assistant", "system": "System"}
 ROLES: tuple[str, ...] = tuple(_ROLE_NAMES)
 
@@ -224,6 +233,15 @@ class VerdictTokens:
 # ----------------------------------------------------------------------------------------------
 # Scoring rule
 # ----------------------------------------------------------------------------------------------
+
+
+def verdict(p_a_better: float) -> str | None:
+    """The verdict a probability gives: "A" above 0.5, "B" below, None on an exact tie.
+
+    The one rule every consumer uses (``gram-ray score``, evaluation, self-training): a tie is no
+    verdict, so it is never counted as a correct one.
+    """
+    return "A" if p_a_better > 0.5 else "B" if p_a_better < 0.5 else None
 
 
 def combine_orders(p_ab: float, p_ba: float | None) -> float:

@@ -58,11 +58,23 @@ def bradley_terry_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tenso
     return -F.logsigmoid(reward_chosen.float() - reward_rejected.float()).mean()
 
 
-def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Next-token cross-entropy where ``labels`` already holds ``ignore_index`` on prompt tokens.
+def next_token_targets(labels: torch.Tensor, ignore_index: int = -100) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the next token is a target, and those targets: ``keep[b, t]`` says position ``t``
+    predicts ``labels[b, t + 1]``; ``targets`` are those labels in row-major order. ``labels`` are
+    the input ids with ``ignore_index`` on tokens that are not targets (not pre-shifted)."""
+    shifted = labels[:, 1:]
+    keep = shifted != ignore_index
+    return keep, shifted[keep]
 
-    ``logits[:, t]`` predicts ``labels[:, t + 1]`` (labels are the input ids, not pre-shifted).
-    """
-    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
-    shift_labels = labels[:, 1:].reshape(-1)
-    return F.cross_entropy(shift_logits, shift_labels, ignore_index=ignore_index)
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy, averaged over targets: ``logits`` ``[M, V]`` at the M target
+    positions (see :func:`next_token_targets`), ``targets`` ``[M]``. Training computes the lm_head
+    only at those positions; :func:`masked_lm_loss` is the same loss from full logits."""
+    return F.cross_entropy(logits.float(), targets)
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """:func:`lm_loss` from full ``[B, L, V]`` logits and labels holding ``ignore_index`` on prompt tokens."""
+    keep, targets = next_token_targets(labels, ignore_index)
+    return lm_loss(logits[:, :-1][keep], targets)

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import torch
 
+from gram_ray.head import is_scalar_architecture
+
 logger = logging.getLogger(__name__)
 
 EMBEDDED_BACKBONE = "smollm2-135m"
@@ -259,17 +261,29 @@ def load_tokenizer(source: ModelSource, trust_remote_code: bool = False) -> Any:
     return tokenizer
 
 
+TRAINING_RECORD = "gram_training.json"
+
+
+def trained_budgets(source: ModelSource) -> dict[str, int]:
+    """The question and response token budgets a gram-ray model was trained at (from the
+    ``gram_training.json`` that training writes beside the model), or {} for other models."""
+    record = Path(source.path) / TRAINING_RECORD
+    if source.kind == "hub" or not record.is_file():
+        return {}
+    config = json.loads(record.read_text()).get("config", {})
+    return {key: int(config[key]) for key in ("max_prompt_tokens", "max_response_tokens") if config.get(key)}
+
+
 def is_scalar_reward_model(source: ModelSource) -> bool:
-    """A discriminative reward model (a scalar head, e.g. the Bradley-Terry baseline) rather than a
-    generative judge: a PEFT adapter of task type SEQ_CLS, or a *ForSequenceClassification checkpoint."""
+    """:func:`gram_ray.head.is_scalar_architecture` of a model on disk: a PEFT adapter of task type
+    SEQ_CLS, or a checkpoint whose config names a *ForSequenceClassification architecture."""
     path = Path(source.path)
     if source.kind == "peft":
         return json.loads((path / "adapter_config.json").read_text()).get("task_type") == "SEQ_CLS"
     config = path / "config.json"
     if source.kind == "hub" or not config.is_file():
         return False
-    architectures = json.loads(config.read_text()).get("architectures") or []
-    return any(a.endswith("ForSequenceClassification") for a in architectures)
+    return is_scalar_architecture(json.loads(config.read_text()).get("architectures") or [])
 
 
 def load_causal_lm(
@@ -280,9 +294,13 @@ def load_causal_lm(
     device_map: str | dict | None = None,
     trust_remote_code: bool = False,
     is_trainable: bool = False,
+    scalar_head: bool | None = None,
 ) -> Any:
     """Load a causal LM (PEFT adapters applied on their resolved base) in eval mode; a scalar reward
     model (:func:`is_scalar_reward_model`) loads as a sequence classifier with one output.
+
+    ``scalar_head=True`` loads any backbone as a sequence classifier with a new one-output head (the
+    Bradley-Terry stage); ``None`` decides from the model itself.
 
     ``device_map`` (e.g. ``"auto"``) spreads a model too large for one GPU across all visible GPUs;
     otherwise the model is moved to ``device``.
@@ -298,7 +316,9 @@ def load_causal_lm(
     }
     if device_map is not None:
         kwargs["device_map"] = device_map
-    if is_scalar_reward_model(source):
+    if scalar_head is None:
+        scalar_head = is_scalar_reward_model(source)
+    if scalar_head:
         auto_class, kwargs["num_labels"] = AutoModelForSequenceClassification, 1
     else:
         auto_class = AutoModelForCausalLM

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from gram_ray import judge
+from gram_ray import encoding, judge
 
 
 class SamplingConfig(BaseModel):
@@ -23,8 +23,8 @@ class SamplingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_new_tokens: int = Field(256, gt=0, description="rationale + verdict budget per sample")
-    temperature: float = Field(0.7, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
+    temperature: float = Field(0.7, ge=0, description="sampling temperature (0 = greedy)")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
     batch_size: int = Field(8, gt=0, description="prompts per generate call (each with its k samples)")
     seed: int | None = Field(None, description="seed the sampler per call, for reproducible votes")
 
@@ -43,16 +43,6 @@ class Rationale:
 class Generated:
     texts: list[list[str]]  # per prompt, its samples
     new_tokens: int  # generated tokens (up to and including EOS), for throughput
-
-
-def _left_pad(sequences: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, s in enumerate(sequences):
-        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s):] = 1
-    return ids, mask
 
 
 def _prompt_cache(model, ids: torch.Tensor, mask: torch.Tensor, repeats: int):
@@ -83,7 +73,7 @@ def generate(
     by_index: dict[int, list[str]] = {}
     for start in range(0, len(order), sampling.batch_size):
         chunk = order[start:start + sampling.batch_size]
-        ids, mask = _left_pad([prompts[i] for i in chunk], pad)
+        ids, mask, _ = encoding.pad([prompts[i] for i in chunk], pad, side="left")
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed + start)
         sample = sampling.temperature > 0

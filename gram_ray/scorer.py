@@ -24,9 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gram_ray import judge
+from gram_ray.encoding import (
+    Truncation,
+    encode_response,
+    encode_verdict,
+    pack_batches,
+    right_pad,
+    truncate_pairs,
+    truncate_texts,
+)
 from gram_ray.head import (
     decoder_of,
     is_scalar_head,
@@ -36,7 +45,7 @@ from gram_ray.head import (
     verdict_logits,
     verdict_rows,
 )
-from gram_ray.judge import Orders, Prompt, VerdictTokens
+from gram_ray.judge import Orders, Pair, VerdictTokens
 from gram_ray.models import (
     Dtype,
     ModelSource,
@@ -46,10 +55,29 @@ from gram_ray.models import (
     resolve_device,
     resolve_dtype,
     resolve_model,
+    trained_budgets,
 )
 from gram_ray.reasoning import Rationale, SamplingConfig, judge_with_reasoning
 
 logger = logging.getLogger(__name__)
+
+def renamed_fields(renames: dict[str, str]):
+    """A ``model_validator(mode="before")`` that rejects an old key with a message naming its new one."""
+    def check(cls: Any, data: Any) -> Any:
+        if isinstance(data, dict):
+            for old, new in renames.items():
+                if old in data:
+                    raise ValueError(f"{old} was renamed {new}")
+        return data
+    return check
+
+
+DEFAULT_BATCH_TOKENS = {"cuda": 16384, "cpu": 2048}
+"""Padded tokens per forward pass by device type, unless ``max_batch_tokens`` is set."""
+
+DEFAULT_MAX_TOKENS = 1024
+"""Token budget per question and per response for a model with no gram-ray training record."""
+
 
 class ScorerConfig(BaseModel):
     """How a scorer loads its model and batches its work."""
@@ -61,33 +89,24 @@ class ScorerConfig(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N")
     device_map: str | None = Field(None, description="e.g. 'auto' to spread one replica over all visible GPUs")
     attn_implementation: str = Field("auto", description="auto = flash_attention_2 on CUDA if installed, else sdpa")
-    trust_remote_code: bool = False
-    max_prompt_tokens: int = Field(1024, gt=0, description="question budget; longer questions keep their start")
-    max_response_tokens: int = Field(1024, gt=0, description="per-response budget; longer responses keep their start")
-    max_batch_tokens: int | None = Field(
-        None, gt=0, description="padded tokens per forward pass; None = 16384 on CUDA, 2048 on CPU"
+    trust_remote_code: bool = Field(False, description="allow custom model code from a hub repo")
+    max_prompt_tokens: int | None = Field(
+        None, gt=0, description="question budget (longer questions keep their start); unset = the budget the model "
+        f"was trained at (its gram_training.json), else {DEFAULT_MAX_TOKENS}",
     )
-    max_batch_size: int = Field(64, gt=0, description="sequences per forward pass")
-    orders: Orders = "both"
+    max_response_tokens: int | None = Field(
+        None, gt=0, description="per-response budget (longer responses keep their start); unset = the budget the "
+        f"model was trained at (its gram_training.json), else {DEFAULT_MAX_TOKENS}",
+    )
+    max_batch_tokens: int | None = Field(
+        None, gt=0, description="padded tokens per forward pass; unset = "
+        f"{DEFAULT_BATCH_TOKENS['cuda']} on CUDA, {DEFAULT_BATCH_TOKENS['cpu']} on CPU"
+    )
+    max_batch_sequences: int = Field(64, gt=0, description="sequences (a pair is two) per forward pass")
+    orders: Orders = Field("both", description="both = judge both orders and average (cancels position bias); ab = A first only")
     share_prefix: bool = Field(True, description="compute the judge instruction's KV cache once")
 
-
-@dataclass(frozen=True)
-class Pair:
-    prompt: Prompt
-    response_a: str
-    response_b: str
-
-
-@dataclass(frozen=True)
-class Truncation:
-    prompt: bool = False
-    response_a: bool = False
-    response_b: bool = False
-
-    @property
-    def any(self) -> bool:
-        return self.prompt or self.response_a or self.response_b
+    _renamed = model_validator(mode="before")(renamed_fields({"max_batch_size": "max_batch_sequences"}))
 
 
 @dataclass(frozen=True)
@@ -125,68 +144,6 @@ class ScorerStats:
     unparsed: int = 0  # reasoning outputs with no readable verdict
 
 
-def truncate_texts(tokenizer: Any, texts: list[str], max_tokens: int) -> tuple[list[str], list[bool]]:
-    """Keep the first ``max_tokens`` tokens of each text, cut at a character offset so the kept text
-    is exactly a prefix of the original; returns the texts and which were cut."""
-    if not texts:
-        return [], []
-    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False)
-    cut, flags = [], []
-    for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"], strict=True):
-        if len(ids) <= max_tokens:
-            cut.append(text)
-            flags.append(False)
-        else:
-            cut.append(text[: offsets[max_tokens - 1][1]])
-            flags.append(True)
-    return cut, flags
-
-
-def encode_verdict(tokenizer: Any, question: str, response_a: str, response_b: str) -> list[int]:
-    """Token ids of the verdict prompt, ending where the verdict token is predicted."""
-    return judge.encode_user_turn(tokenizer, judge.verdict_content(question, response_a, response_b))
-
-
-def encode_response(tokenizer: Any, question: str, response: str) -> list[int]:
-    """A (question, response) conversation, for scalar reward heads (the Bradley-Terry baseline)."""
-    if judge.uses_chat_template(tokenizer):
-        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": response}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-    return tokenizer(f"{question}\n\n{response}", add_special_tokens=True)["input_ids"]
-
-
-def right_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ids, attention mask and lengths: every real token keeps its true position."""
-    lengths = torch.tensor([len(r) for r in rows])
-    input_ids = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(input_ids)
-    for i, r in enumerate(rows):
-        input_ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return input_ids, mask, lengths
-
-
-def pack_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches, longest first, each under the padded-token budget.
-
-    A sequence longer than the budget still gets a batch of its own (never dropped).
-    """
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        # Sorted descending: the first member of a batch sets its padded length.
-        width = lengths[current[0]] if current else lengths[i]
-        if current and ((len(current) + 1) * width > max_batch_tokens or len(current) >= max_batch_size):
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    return batches
-
-
 def prefix_sharing_supported(model: Any) -> bool:
     """Whether a shared-prefix key/value cache gives the same result as the full sequence."""
     config = getattr(model, "config", None)
@@ -199,7 +156,14 @@ class GramScorer:
     """Scores pairs with a generative reward model. Thread-compatible, not thread-safe."""
 
     def __init__(self, model: Any, tokenizer: Any, config: ScorerConfig | None = None, source: ModelSource | None = None):
-        self.config = config or ScorerConfig()
+        # A judge is served at the budgets it was trained at unless told otherwise: beyond them a
+        # verdict head follows position rather than content (MODEL_CARD.md).
+        config = config or ScorerConfig()
+        trained = trained_budgets(source) if source is not None else {}
+        self.config = config.model_copy(update={
+            key: trained.get(key, DEFAULT_MAX_TOKENS)
+            for key in ("max_prompt_tokens", "max_response_tokens") if getattr(config, key) is None
+        })
         self.model = model
         self.tokenizer = tokenizer
         self.source = source
@@ -341,7 +305,7 @@ class GramScorer:
     def rewards(self, sequences: Sequence[Sequence[int]]) -> torch.Tensor:
         """``[N]`` scalar rewards of a sequence-classification model, in input order."""
         out = torch.empty(len(sequences), dtype=torch.float32)
-        for batch in pack_batches([len(s) for s in sequences], self.max_batch_tokens, self.config.max_batch_size):
+        for batch in pack_batches([len(s) for s in sequences], self.max_batch_tokens, self.config.max_batch_sequences):
             ids, mask, lengths = right_pad([list(sequences[i]) for i in batch], self.tokenizer.pad_token_id)
             device = self.input_device
             out[torch.tensor(batch)] = scalar_rewards(self.model, ids.to(device), mask.to(device), lengths.to(device)).cpu()
@@ -365,7 +329,7 @@ class GramScorer:
                 continue
             skip = len(self._prefix_ids) if with_prefix else 0
             rows = [list(sequences[i][skip:]) for i in idx]
-            for batch in pack_batches([len(r) for r in rows], self._token_budget(skip), self.config.max_batch_size):
+            for batch in pack_batches([len(r) for r in rows], self._token_budget(skip), self.config.max_batch_sequences):
                 logits = self._forward([rows[j] for j in batch], with_prefix)
                 out[torch.tensor([idx[j] for j in batch])] = logits.cpu()
         self.stats.sequences += len(sequences)
@@ -376,16 +340,10 @@ class GramScorer:
     # ------------------------------------------------------------------------------------------
 
     def truncate_pairs(self, pairs: Sequence[Pair]) -> tuple[list[tuple[str, str, str]], list[Truncation]]:
-        questions = [judge.render_question(p.prompt) for p in pairs]
-        q_cut, q_flag = self.truncate_texts(questions, self.config.max_prompt_tokens)
-        r_cut, r_flag = self.truncate_texts(
-            [p.response_a for p in pairs] + [p.response_b for p in pairs], self.config.max_response_tokens
-        )
-        n = len(pairs)
-        truncations = [Truncation(q_flag[i], r_flag[i], r_flag[n + i]) for i in range(n)]
-        self.stats.truncated_prompts += sum(q_flag)
-        self.stats.truncated_responses += sum(r_flag)
-        return list(zip(q_cut, r_cut[:n], r_cut[n:], strict=True)), truncations
+        texts, truncations = truncate_pairs(self.tokenizer, pairs, self.config.max_prompt_tokens, self.config.max_response_tokens)
+        self.stats.truncated_prompts += sum(t.prompt for t in truncations)
+        self.stats.truncated_responses += sum(t.response_a + t.response_b for t in truncations)
+        return texts, truncations
 
     def truncate_texts(self, texts: list[str], max_tokens: int) -> tuple[list[str], list[bool]]:
         return truncate_texts(self.tokenizer, texts, max_tokens)
@@ -418,7 +376,7 @@ class GramScorer:
         # On a CPU the matmuls are already large at one sequence, and padding plus masked attention
         # make wide batches slower (measured: 2 sequences of ~700 tokens per batch beat 8); a GPU
         # wants wide batches to fill its cores.
-        return 16384 if self.input_device.type == "cuda" else 2048
+        return DEFAULT_BATCH_TOKENS["cuda" if self.input_device.type == "cuda" else "cpu"]
 
     def _token_budget(self, prefix_len: int) -> int:
         # Attention over the shared prefix still costs per sequence: count it against the budget.

@@ -148,7 +148,7 @@ def evaluate_variant(v: Variant) -> None:
 
 
 def collect() -> dict:
-    from gram_ray.eval.scoring import pair_calibration
+    from gram_ray.eval.metrics import pair_calibration
 
     results: dict = {}
     for v in VARIANTS:

@@ -34,8 +34,8 @@ def test_serve_config_validates(path):
         assert len(inspect.signature(build_app).parameters) == 1
         assert isinstance(build_app(app.args), Application)
         names = {d.name for d in app.deployments}
-        assert names == {"GramScorer", "RewardComparator"}
-        scorer = next(d for d in app.deployments if d.name == "GramScorer")
+        assert names == {"Judge", "RewardComparator"}
+        scorer = next(d for d in app.deployments if d.name == "Judge")
         assert scorer.autoscaling_config["min_replicas"] >= 1
         assert scorer.autoscaling_config["max_replicas"] >= scorer.autoscaling_config["min_replicas"]
         options = scorer.ray_actor_options
@@ -62,5 +62,11 @@ def test_bad_app_args_are_rejected():
 
     with pytest.raises(ValidationError, match="max_batch_size"):
         AppConfig(batching={"max_batch_size": 0})
+    with pytest.raises(ValidationError, match="max_batch_size was renamed max_batch_pairs"):
+        AppConfig(batching={"max_batch_size": 8})
+    with pytest.raises(ValidationError, match="max_batch_size was renamed max_batch_sequences"):
+        AppConfig(scorer={"max_batch_size": 8})
+    with pytest.raises(ValidationError, match="max_batch_pairs"):
+        AppConfig(batching={"max_batch_pairs": 0})
     with pytest.raises(ValidationError, match="unknown_field"):
         AppConfig(scorer={"unknown_field": 1})

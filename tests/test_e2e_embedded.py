@@ -10,7 +10,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_embedded_model_scores_a_pair():
-    from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+    from gram_ray.judge import Pair
+    from gram_ray.scorer import GramScorer, ScorerConfig
 
     scorer = GramScorer.from_config(ScorerConfig(model="smollm2-135m", max_response_tokens=64))
     pair = Pair("What is the capital of France?", "The capital of France is Paris.", "It is London.")

@@ -8,7 +8,8 @@ import pytest
 
 from gram_ray.data import DataError
 from gram_ray.eval.run import EvalConfig, evaluate, load_comparisons
-from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+from gram_ray.judge import Pair
+from gram_ray.scorer import GramScorer, ScorerConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

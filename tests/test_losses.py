@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from gram_ray.losses import bradley_terry_loss, masked_lm_loss, verdict_loss
+from gram_ray.losses import bradley_terry_loss, lm_loss, masked_lm_loss, next_token_targets, verdict_loss
 
 NLL_POS = math.log1p(math.exp(-2.0))  # -log σ(2) = 0.1269280110
 NLL_NEG = NLL_POS + 2.0  # -log σ(-2)
@@ -73,3 +73,17 @@ def test_masked_lm_loss_counts_only_labelled_tokens():
     logits[0, 0, 3] = 100.0  # position 0 predicts token 3 perfectly, but its label is masked
     labels = torch.tensor([[7, -100, 1, 2]])
     assert masked_lm_loss(logits, labels).item() == pytest.approx(math.log(5), abs=1e-6)
+
+
+def test_lm_loss_by_hand():
+    # Two targets over 3 tokens. Row 1: logits (ln 2, 0, 0) → p(token 0) = 2/4; row 2: uniform → 1/3.
+    logits = torch.tensor([[math.log(2.0), 0.0, 0.0], [0.0, 0.0, 0.0]])
+    expected = (-math.log(0.5) - math.log(1 / 3)) / 2  # 0.895880
+    assert lm_loss(logits, torch.tensor([0, 2])).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_next_token_targets_shift_and_mask():
+    keep, targets = next_token_targets(torch.tensor([[5, -100, 7, 8], [1, 2, -100, -100]]))
+    # position t predicts label t+1: row 0 keeps t=1 (7), t=2 (8); row 1 keeps t=0 (2)
+    assert keep.tolist() == [[False, True, True], [True, False, False]]
+    assert targets.tolist() == [7, 8, 2]

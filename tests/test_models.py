@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gram_ray.judge import Pair
 from gram_ray.models import (
     ModelSpecError,
     load_causal_lm,
@@ -11,7 +12,7 @@ from gram_ray.models import (
     resolve_dtype,
     resolve_model,
 )
-from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+from gram_ray.scorer import GramScorer, ScorerConfig
 
 
 def test_embedded_backbone_is_converted_once_into_the_cache(smol_tokenizer):

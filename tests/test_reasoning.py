@@ -7,8 +7,9 @@ import torch
 
 from gram_ray import judge, reasoning
 from gram_ray.data import PairRow
+from gram_ray.judge import Pair
 from gram_ray.reasoning import Generated, SamplingConfig
-from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+from gram_ray.scorer import GramScorer, ScorerConfig
 from gram_ray.train.examples import rationale_batch
 
 GREEDY = SamplingConfig(max_new_tokens=6, temperature=0.0, batch_size=2)
@@ -127,10 +128,12 @@ def test_rationale_batch_needs_rationales(smol_tokenizer):
 
 
 def test_reasoner_loss_trains(tiny_llama_factory, smol_tokenizer):
-    from gram_ray.train.modules import stage_module
+    from gram_ray.train.config import TrainConfig
+    from gram_ray.train.stages import stage
 
     model = tiny_llama_factory()
-    module = stage_module("reasoner", model, [], 0.0)
+    cfg = TrainConfig(stage="reasoner", model="unused", data=["unused.jsonl"], output_dir="/tmp/unused")
+    module = stage("reasoner").objective(model, [], cfg, None)
     batch = rationale_batch("reasoner", [_row(), _row("B", "Assistant B is right.")], smol_tokenizer, 32, 32, 32)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []

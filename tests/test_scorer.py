@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from gram_ray.scorer import GramScorer, Pair, ScorerConfig, pack_batches
+from gram_ray.encoding import pack_batches
+from gram_ray.judge import Pair
+from gram_ray.scorer import GramScorer, ScorerConfig
 from tests.conftest import tiny_llama
 
 PAIRS = [

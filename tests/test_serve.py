@@ -15,9 +15,10 @@ import pytest
 
 from gram_ray import judge, ranking
 from gram_ray.client import AsyncGramClient, GramClient, RetryPolicy, grpo_reward_function
+from gram_ray.judge import Pair
 from gram_ray.proto import gram_pb2 as pb
 from gram_ray.proto import gram_pb2_grpc
-from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+from gram_ray.scorer import GramScorer, ScorerConfig
 from gram_ray.serve.config import AppConfig, BatchingConfig, GrpcConfig, LimitsConfig, ReasoningConfig
 
 PROMPT = "Name a good colour for a kitchen."
@@ -42,7 +43,7 @@ def service(tiny_model_dir):
     serve.start(http_options={"host": "127.0.0.1", "port": http_port})
     config = AppConfig(
         scorer=ScorerConfig(model=str(tiny_model_dir), dtype="float32"),
-        batching=BatchingConfig(max_batch_size=16, batch_wait_timeout_s=0.05),
+        batching=BatchingConfig(max_batch_pairs=16, batch_wait_timeout_s=0.05),
         grpc=GrpcConfig(port=grpc_port),
         limits=LimitsConfig(max_pairs_per_request=50, max_rank_responses=8, max_text_chars=5000),
         reasoning=ReasoningConfig(enabled=True, max_votes=3, sampling={"max_new_tokens": 6, "seed": 0}),
@@ -176,14 +177,14 @@ def test_server_keeps_serving_after_errors(client):
 def test_concurrent_calls_are_batched(service, client):
     from ray import serve
 
-    handle = serve.get_deployment_handle("GramScorer", app_name="gram")
+    handle = serve.get_deployment_handle("Judge", app_name="gram")
     before = handle.stats.remote().result()
     with ThreadPoolExecutor(16) as pool:
         results = list(pool.map(lambda i: client.compare_one(f"question {i}", "yes", "no"), range(32)))
     assert len(results) == 32
     after = handle.stats.remote().result()
     assert after["pairs"] - before["pairs"] == 32
-    assert after["max_batch_size"] > 1, after["batch_sizes"]
+    assert after["max_batch_pairs_seen"] > 1, after["batch_sizes"]
 
 
 def test_async_client(service):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,8 @@ def test_epoch_batches_shard_disjointly_and_evenly():
 def test_finetune_two_workers(ray_cluster, tmp_path, tiny_model_dir):
     from safetensors.torch import load_file
 
-    from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+    from gram_ray.judge import Pair
+    from gram_ray.scorer import GramScorer, ScorerConfig
     from gram_ray.train.run import train
 
     data = slice_rows("train_labeled.jsonl.gz", 32, tmp_path)
@@ -116,7 +118,8 @@ def test_adapt_on_chosen_rejected_rows_and_bt_baseline(ray_cluster, tmp_path, ti
     model = PeftModel.from_pretrained(base, bt.final_model)
     assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.shape == (1, 1)
     # Servable for comparison: the same scorer (hence the service and `gram-ray score`) loads it.
-    from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+    from gram_ray.judge import Pair
+    from gram_ray.scorer import GramScorer, ScorerConfig
 
     scorer = GramScorer.from_config(ScorerConfig(model=bt.final_model, dtype="float32"))
     assert scorer.scalar and scorer.info()["head"].startswith("scalar")
@@ -207,7 +210,8 @@ def test_relative_model_paths_resolve_against_the_project_root():
 
 
 def test_export_a_checkpoint_of_a_stopped_run(ray_cluster, tmp_path, tiny_model_dir):
-    from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+    from gram_ray.judge import Pair
+    from gram_ray.scorer import GramScorer, ScorerConfig
     from gram_ray.train.loop import export_checkpoint, latest_checkpoint_dir
     from gram_ray.train.run import train
 
@@ -277,3 +281,67 @@ def test_prover_reasoner_and_a_resumable_self_training_round(ray_cluster, tmp_pa
     assert again["rounds"][0]["kept"] == summary["kept"]
     assert {p: (folder / p).stat().st_mtime_ns for p in stamps} == stamps
     assert Path(result["final_model"], "gram_training.json").stat().st_mtime_ns == final_stamp
+
+
+SMOOTHING_FLOOR = -(0.95 * math.log(0.95) + 0.05 * math.log(0.05))  # ε = 0.1: the best a model can do, 0.1985
+
+
+def test_overfit_four_pairs_to_the_smoothing_floor(ray_cluster, tmp_path, tiny_model_dir):
+    """The recipe can learn at all: on 4 pairs (both orders) the verdict loss falls to the
+    label-smoothing floor H(0.95, 0.05). scripts/overfit_check.py runs the same on the real model."""
+    from gram_ray.train.run import train
+
+    data = slice_rows("train_labeled.jsonl.gz", 4, tmp_path)
+    result = train(config(tmp_path, tiny_model_dir, data, num_workers=1, max_steps=60, lr=1e-2, lora=None,
+                          log_every=10, checkpoint_every=60))
+    assert result.metrics["first_loss"] > 0.5
+    assert SMOOTHING_FLOOR - 1e-3 < result.metrics["final_loss"] < SMOOTHING_FLOOR + 0.03
+
+
+def test_resume_from_a_committed_checkpoint_with_a_held_out_curve(ray_cluster, tmp_path, tiny_model_dir):
+    """A run continues from a checkpoint another run wrote (copied elsewhere, as a commit would
+    carry it): weights, optimizer, schedule and data position; the held-out curve is appended."""
+    import shutil
+
+    from gram_ray.train.loop import newest_checkpoint
+    from gram_ray.train.run import train
+
+    data = slice_rows("train_labeled.jsonl.gz", 16, tmp_path)
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("".join(data.read_text().splitlines(keepends=True)[:4]))
+    first = config(tmp_path / "a", tiny_model_dir, data, num_workers=1, max_steps=4, checkpoint_every=2, log_every=2,
+                   eval_data=str(heldout), eval_every=2, eval_limit=3)
+    result = train(first)
+    curve = [json.loads(line) for line in (Path(first.output_dir) / "curve.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in curve] == [2, 4] and all(c["n"] == 3 for c in curve)
+    assert {"accuracy", "flip_rate", "ece", "length_baseline", "train_loss", "pairs_seen"} <= curve[0].keys()
+    assert result.metrics["heldout"]["step"] == 4 and result.metrics["compute_dtype"] == "float32"
+
+    committed = tmp_path / "committed"
+    shutil.copytree(newest_checkpoint(Path(first.output_dir)), committed)
+    resumed = train(first.model_copy(update={"output_dir": str(tmp_path / "b"), "max_steps": 6, "resume_from": str(committed)}))
+    assert resumed.metrics["steps"] == 6 and resumed.metrics["resumed_from"] == [4]
+    latest = train(first.model_copy(update={"max_steps": 6, "resume_from": "latest"}))
+    assert latest.metrics["resumed_from"] == [4]
+
+    with pytest.raises(Exception, match="batch_size=4"):  # the data position would mean other rows
+        train(first.model_copy(update={"output_dir": str(tmp_path / "c"), "batch_size": 2, "resume_from": str(committed)}))
+
+
+def test_continuing_an_adapter_with_other_lora_settings_is_an_error(tmp_path, tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from gram_ray.train.loop import build_model
+
+    adapter = tmp_path / "adapter"
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    cfg = TrainConfig(stage="finetune", model=str(adapter), data=["x.jsonl"], output_dir=str(tmp_path / "o"))
+    with pytest.raises(ValueError, match=r"lora.r: 16 asked, but model .* is an adapter with r 4"):
+        build_model(cfg, torch.device("cpu"))
+    with pytest.raises(ValueError, match="lora: null"):
+        build_model(cfg.model_copy(update={"lora": None}), torch.device("cpu"))
+    ok = TrainConfig(**{**cfg.model_dump(), "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}})
+    model, _, _ = build_model(ok, torch.device("cpu"))
+    assert any(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from gram_ray.data import PairRow
+from gram_ray.judge import Pair
 from gram_ray.losses import masked_lm_loss, verdict_loss
-from gram_ray.scorer import GramScorer, Pair, ScorerConfig
+from gram_ray.scorer import GramScorer, ScorerConfig
 from gram_ray.train.examples import pretrain_batch, verdict_batch
 from gram_ray.train.modules import ResponseLMLoss, VerdictLoss
 

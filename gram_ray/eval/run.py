@@ -3,7 +3,7 @@
 Every comparison a benchmark needs (RM-Bench: 9 per prompt; the others: 1 per pair) is judged in
 both orders by Ray Data batch inference over an actor pool of scorers (one per CPU slot or GPU), so
 the same command scales from this machine to a cluster. Writes ``DIR/predictions.jsonl`` (one line
-per comparison), ``DIR/metrics.json`` (the official scoring, see :mod:`gram_ray.eval.scoring`) and
+per comparison), ``DIR/metrics.json`` (the official scoring, see :mod:`gram_ray.eval.metrics`) and
 ``DIR/report.md`` with PNG plots (accuracy per subset, reliability diagram with ECE, position-flip
 rate); every file appears only when complete.
 """
@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gram_ray.data import DataError, atomic_writer, iter_jsonl, parse_pair_row
-from gram_ray.eval import scoring
-from gram_ray.judge import render_question
+from gram_ray.eval import metrics as rules
+from gram_ray.judge import Pair, render_question
+from gram_ray.pool import judge_pairs
 from gram_ray.reasoning import SamplingConfig
 from gram_ray.scorer import ScorerConfig
 
@@ -76,7 +76,7 @@ def load_comparisons(cfg: EvalConfig) -> tuple[str, list[dict[str, Any]]]:
                     raise DataError(cfg.data, line, name, "expected a list of 3 strings (RM-Bench format)")
             if not isinstance(row.get("prompt"), str):
                 raise DataError(cfg.data, line, "prompt", "missing or not a string")
-            domain = scoring.rmbench_domain(str(row.get("source") or row.get("subset") or "rmbench"))
+            domain = rules.rmbench_domain(str(row.get("source") or row.get("subset") or "rmbench"))
             for i in range(3):
                 for j in range(3):
                     jobs.append({"row": n, "line": line, "id": row.get("id"), "i": i, "j": j, "subset": domain,
@@ -99,76 +99,12 @@ def load_comparisons(cfg: EvalConfig) -> tuple[str, list[dict[str, Any]]]:
 # ----------------------------------------------------------------------------------------------
 
 
-class ScorerActor:
-    """One GRAM scorer per actor; scores a batch of comparisons in both orders."""
-
-    def __init__(self, scorer_config: dict[str, Any], reasoning: dict[str, Any] | None = None):
-        from gram_ray.scorer import GramScorer
-
-        self.scorer = GramScorer.from_config(ScorerConfig(**scorer_config))
-        self.reasoning = reasoning  # {"votes": k, "sampling": {...}} or None
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from gram_ray.scorer import Pair
-
-        pairs = [Pair(p, a, b) for p, a, b in zip(batch["prompt"], batch["a"], batch["b"], strict=True)]
-        started, tokens_before = time.perf_counter(), self.scorer.stats.generated_tokens
-        if self.reasoning:
-            results = self.scorer.score_reasoning(
-                pairs, self.reasoning["votes"], "both", SamplingConfig(**self.reasoning["sampling"])
-            )
-        else:
-            results = self.scorer.score(pairs, orders="both")
-        return {
-            "job": batch["job"],
-            "p_a_better": [r.p_a_better for r in results],
-            "p_ab": [r.p_ab for r in results],
-            "p_ba": [r.p_ba for r in results],
-            "truncated": [r.truncated.any for r in results],
-            "rationales": [json.dumps([vars(x) for x in r.rationales]) for r in results],
-            "unparsed": [r.unparsed for r in results],
-            # per batch, on its first row: generated tokens and seconds (for tokens/s)
-            "generated_tokens": [self.scorer.stats.generated_tokens - tokens_before] + [0] * (len(results) - 1),
-            "seconds": [time.perf_counter() - started] + [0.0] * (len(results) - 1),
-        }
-
-
-def actor_pool(num_actors: int | None) -> tuple[int, dict[str, Any]]:
-    """(actors, resources per actor) of a scorer pool: one per GPU, else one per 2 CPUs, unless set."""
-    import ray
-
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    actors = num_actors or (gpus if gpus else max(1, cpus // 2))
-    return actors, ({"num_gpus": 1} if gpus else {"num_cpus": max(1, cpus // actors)})
-
-
-def map_actor_pool(
-    actor: type, kwargs: dict[str, Any], items: list[dict[str, Any]], batch_size: int, num_actors: int | None,
-) -> dict[int, dict[str, Any]]:
-    """Ray Data batch inference: ``items`` (each with an int ``job``) through a pool of ``actor``
-    (sized by :func:`actor_pool`); the output rows by job."""
-    import ray.data
-
-    actors, per_actor = actor_pool(num_actors)
-    dataset = ray.data.from_items(items).map_batches(
-        actor, fn_constructor_kwargs=kwargs, batch_size=batch_size, concurrency=actors, batch_format="pandas",
-        **per_actor,
-    )
-    return {int(r["job"]): r for r in dataset.iter_rows()}
-
-
 def score_jobs(cfg: EvalConfig, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
-    items = [{"job": k, "prompt": j["prompt"], "a": j["a"], "b": j["b"]} for k, j in enumerate(jobs)]
-    reasoning = {"votes": cfg.votes, "sampling": cfg.sampling.model_dump()} if cfg.reasoning else None
-    scored = map_actor_pool(ScorerActor, {"scorer_config": cfg.scorer.model_dump(), "reasoning": reasoning}, items,
-                            cfg.batch_size, cfg.num_actors)
-    columns = ("p_a_better", "p_ab", "p_ba", "truncated", "rationales", "unparsed", "generated_tokens", "seconds")
-    return [{**job, **{c: scored[k][c] for c in columns}} for k, job in enumerate(jobs)]
+    """Each comparison judged in both orders by the shared actor pool; the job rows with the verdicts."""
+    pairs = [Pair(j["prompt"], j["a"], j["b"]) for j in jobs]
+    judged = judge_pairs(cfg.scorer, pairs, cfg.batch_size, cfg.num_actors,
+                         votes=cfg.votes if cfg.reasoning else None, sampling=cfg.sampling)
+    return [{**job, **vars(j)} for job, j in zip(jobs, judged, strict=True)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,28 +113,28 @@ def score_jobs(cfg: EvalConfig, jobs: list[dict[str, Any]]) -> list[dict[str, An
 
 
 def compute_metrics(fmt: str, results: list[dict[str, Any]]) -> dict[str, Any]:
-    pairs = [scoring.PairPrediction(r["label"], r["p_a_better"], r["p_ab"], r["p_ba"], r["subset"]) for r in results]
-    metrics: dict[str, Any] = {"format": fmt, "comparisons": len(results), "pairs": scoring.pairs_metrics(pairs)}
+    pairs = [rules.PairPrediction(r["label"], r["p_a_better"], r["p_ab"], r["p_ba"], r["subset"]) for r in results]
+    metrics: dict[str, Any] = {"format": fmt, "comparisons": len(results), "pairs": rules.pairs_metrics(pairs)}
     if fmt == "rmbench":
         matrices: dict[int, tuple[str, list[list[float]]]] = {}
         for r in results:
             domain, matrix = matrices.setdefault(r["row"], (r["subset"], [[0.0] * 3 for _ in range(3)]))
             matrix[r["i"]][r["j"]] = r["p_a_better"]
-        metrics["rmbench"] = scoring.rmbench_metrics(matrices.values())
+        metrics["rmbench"] = rules.rmbench_metrics(matrices.values())
         metrics["headline"] = {"name": "RM-Bench overall", "value": metrics["rmbench"]["overall"]}
     elif fmt == "judgebench":
-        metrics["judgebench"] = scoring.judgebench_metrics(
+        metrics["judgebench"] = rules.judgebench_metrics(
             (r["subset"], r["raw_label"], r["p_ab"], r["p_ba"]) for r in results
         )
         metrics["headline"] = {"name": "JudgeBench overall", "value": metrics["judgebench"]["overall"]}
     elif fmt == "rewardbench":
-        metrics["rewardbench"] = scoring.rewardbench_metrics((r["subset"], r["p_a_better"]) for r in results)
+        metrics["rewardbench"] = rules.rewardbench_metrics((r["subset"], r["p_a_better"]) for r in results)
         metrics["headline"] = {"name": "RewardBench overall", "value": metrics["rewardbench"]["overall"]}
     else:
         metrics["headline"] = {"name": "accuracy", "value": metrics["pairs"]["accuracy"]}
     metrics["truncated_comparisons"] = sum(bool(r["truncated"]) for r in results)
-    if any(r.get("rationales") not in (None, "[]") for r in results):
-        samples = sum(len(json.loads(r["rationales"])) for r in results)
+    if any(r.get("rationales") for r in results):
+        samples = sum(len(r["rationales"]) for r in results)
         tokens, seconds = sum(r["generated_tokens"] for r in results), sum(r["seconds"] for r in results)
         metrics["reasoning"] = {
             "samples": samples, "unparsed": sum(r["unparsed"] for r in results),
@@ -239,7 +175,7 @@ def write_report(out: Path, model: str, data: Path, metrics: dict[str, Any], res
     _bar_chart(plt, subsets, [s["accuracy"] for s in subsets.values()], "accuracy",
                "Accuracy per subset (both orders averaged)", out / "accuracy.png", chance=0.5)
 
-    ece, diagram = scoring.pair_calibration([r["p_a_better"] for r in results], [r["label"] == "A" for r in results])
+    ece, diagram = rules.pair_calibration([r["p_a_better"] for r in results], [r["label"] == "A" for r in results])
     fig, ax = plt.subplots(figsize=(4, 4))
     points = [(d["mean_p"], d["frequency"]) for d in diagram if d["count"]]
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
@@ -284,7 +220,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         for r in results:
             record = {k: r[k] for k in ("id", "line", "i", "j", "subset", "label", "p_a_better", "p_ab", "p_ba", "truncated")}
             if cfg.reasoning:
-                record.update(rationales=json.loads(r["rationales"]), unparsed=r["unparsed"])
+                record.update(rationales=[vars(x) for x in r["rationales"]], unparsed=r["unparsed"])
             f.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
     write_report(cfg.out, cfg.scorer.model, cfg.data, metrics, results)
     with atomic_writer(cfg.out / "metrics.json") as f:

@@ -2,7 +2,7 @@
 
 The YAML's ``args:`` block is validated as :class:`~gram_ray.serve.config.AppConfig`; per-deployment
 settings (``autoscaling_config``, ``ray_actor_options``, ``max_ongoing_requests``) sit in the YAML's
-``deployments:`` list under the names ``GramScorer`` and ``RewardComparator``.
+``deployments:`` list under the names ``Judge`` and ``RewardComparator``.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gram_ray.reasoning import SamplingConfig
-from gram_ray.scorer import ScorerConfig
+from gram_ray.scorer import ScorerConfig, renamed_fields
 
 
 class BatchingConfig(BaseModel):
@@ -13,8 +13,10 @@ class BatchingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_batch_size: int = Field(32, gt=0, description="pairs per batch; 1 disables batching")
+    max_batch_pairs: int = Field(32, gt=0, description="pairs per batch; 1 disables batching")
     batch_wait_timeout_s: float = Field(0.01, ge=0, description="how long a batch waits to fill")
+
+    _renamed = model_validator(mode="before")(renamed_fields({"max_batch_size": "max_batch_pairs"}))
 
 
 class GrpcConfig(BaseModel):

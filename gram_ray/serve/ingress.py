@@ -22,9 +22,10 @@ import grpc
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from gram_ray.judge import Pair
 from gram_ray.proto import gram_pb2 as pb
 from gram_ray.proto import gram_pb2_grpc
-from gram_ray.scorer import Pair, PairScore
+from gram_ray.scorer import PairScore
 from gram_ray.serve.config import AppConfig
 from gram_ray.serve.scorer_deployment import PairJob
 from gram_ray.serve.service import ComparatorService, RequestError

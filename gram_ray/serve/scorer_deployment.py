@@ -17,11 +17,17 @@ from typing import Any
 
 from ray import serve
 
+from gram_ray.judge import Pair
 from gram_ray.reasoning import SamplingConfig
-from gram_ray.scorer import GramScorer, Pair, PairScore, ScorerConfig
+from gram_ray.scorer import GramScorer, PairScore, ScorerConfig
 from gram_ray.serve.config import BatchingConfig
 
 logger = logging.getLogger(__name__)
+
+
+JUDGE_DEPLOYMENT = "Judge"
+"""The deployment's name in serve configs (``deployments: - name: Judge``); the model engine inside
+each replica is :class:`~gram_ray.scorer.GramScorer`."""
 
 
 @dataclass(frozen=True)
@@ -30,13 +36,13 @@ class PairJob:
     orders: str = "both"
 
 
-@serve.deployment(name="GramScorer", max_ongoing_requests=128)
+@serve.deployment(name=JUDGE_DEPLOYMENT, max_ongoing_requests=128)
 class ScorerDeployment:
     def __init__(self, scorer: dict[str, Any], batching: dict[str, Any]):
         self.config = ScorerConfig(**scorer)
         batching_config = BatchingConfig(**batching)
         self.scorer = GramScorer.from_config(self.config)
-        self._score_batch.set_max_batch_size(batching_config.max_batch_size)
+        self._score_batch.set_max_batch_size(batching_config.max_batch_pairs)
         self._score_batch.set_batch_wait_timeout_s(batching_config.batch_wait_timeout_s)
         # One thread: the model is used by one batch at a time, off the event loop.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gram-forward")
@@ -92,7 +98,7 @@ class ScorerDeployment:
             "batch_sizes": sizes,
             "batches": batches,
             "pairs": pairs,
-            "max_batch_size": max(sizes, default=0),
+            "max_batch_pairs_seen": max(sizes, default=0),
             "mean_batch_size": pairs / batches if batches else 0.0,
             "scorer": vars(self.scorer.stats),
         }

@@ -16,21 +16,15 @@ from typing import Any
 import grpc
 
 from gram_ray import __version__, judge, ranking
-from gram_ray.judge import Prompt
+from gram_ray.judge import Pair, Prompt
 from gram_ray.proto import gram_pb2 as pb
-from gram_ray.scorer import Pair, PairScore
+from gram_ray.proto.enums import DEFAULT_STRATEGY, ORDER_NAMES, STRATEGY_NAMES
+from gram_ray.scorer import PairScore
 from gram_ray.serve.config import LimitsConfig, ReasoningConfig
 
 ScorePairs = Callable[[Sequence[Pair], str], Awaitable[Sequence[PairScore]]]
 ReasonPairs = Callable[[Sequence[Pair], str, int], Awaitable[Sequence[PairScore]]]  # (pairs, orders, votes)
 
-_ORDERS = {pb.ORDERS_BOTH: "both", pb.ORDERS_AB: "ab"}
-_STRATEGIES = {
-    pb.RANK_STRATEGY_UNSPECIFIED: "knockout",
-    pb.RANK_STRATEGY_KNOCKOUT: "knockout",
-    pb.RANK_STRATEGY_TOURNAMENT: "tournament",
-    pb.RANK_STRATEGY_ROUND_ROBIN: "round_robin",
-}
 
 
 class RequestError(Exception):
@@ -87,9 +81,9 @@ class ComparatorService:
     def _orders(self, value: int, field: str = "orders") -> str:
         if value == pb.ORDERS_UNSPECIFIED:
             return self.default_orders
-        if value not in _ORDERS:
+        if value not in ORDER_NAMES:
             raise invalid(field, f"unknown value {value}")
-        return _ORDERS[value]
+        return ORDER_NAMES[value]
 
     def _count(self, n: int, limit: int, field: str) -> None:
         if n == 0:
@@ -143,9 +137,12 @@ class ComparatorService:
         if n > self.limits.max_rank_responses:
             raise too_large("responses", f"{n} responses, over the limit of {self.limits.max_rank_responses}")
         responses = [self._text(r, f"responses[{i}]") for i, r in enumerate(request.responses)]
-        if request.strategy not in _STRATEGIES:
-            raise invalid("strategy", f"unknown value {request.strategy} (knockout, tournament, round_robin)")
-        strategy = _STRATEGIES[request.strategy]
+        if request.strategy == pb.RANK_STRATEGY_UNSPECIFIED:
+            strategy = DEFAULT_STRATEGY
+        elif request.strategy in STRATEGY_NAMES:
+            strategy = STRATEGY_NAMES[request.strategy]
+        else:
+            raise invalid("strategy", f"unknown value {request.strategy} ({', '.join(STRATEGY_NAMES.values())})")
         orders = self._orders(request.orders)
 
         async def compare(indices: list[tuple[int, int]]) -> list[float]:

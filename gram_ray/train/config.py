@@ -74,6 +74,10 @@ class TrainConfig(BaseModel):
         "auto", description="compute dtype (autocast); auto = bf16 on CUDA / bf16-capable CPUs; weights stay fp32"
     )
     gradient_checkpointing: bool = False
+    share_prefix: bool = Field(
+        True, description="finetune: run the judge instruction once per micro-batch and share its key/value "
+        "states (same loss and gradients, less compute; off with gradient checkpointing)",
+    )
 
     # Held-out curve (finetune): accuracy, position-flip rate and ECE every eval_every steps → curve.jsonl
     eval_data: str | None = Field(None, description="labeled pairs scored during training (a held-out split)")

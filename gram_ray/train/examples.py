@@ -1,7 +1,7 @@
 """Turning pair rows into training tensors for each stage (pure functions of rows and a tokenizer).
 
-Truncation and templates come from the scorer and the judge module, so training sees exactly the
-sequences that scoring and serving will see.
+Truncation and encoding come from :mod:`gram_ray.encoding` and templates from :mod:`gram_ray.judge`,
+so training sees exactly the sequences that scoring and serving will see.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 
 from gram_ray import judge
 from gram_ray.data import PairRow
-from gram_ray.scorer import encode_response, encode_verdict, right_pad, truncate_texts
+from gram_ray.encoding import encode_response, encode_verdict, right_pad, truncate_pairs, truncate_texts
 
 
 @dataclass
@@ -37,12 +37,10 @@ def _pad(sequences: Sequence[list[int]], pad_id: int, labels: Sequence[list[int]
 
 
 def _truncated_fields(rows: Sequence[PairRow], tokenizer: Any, max_prompt: int, max_response: int):
-    questions, q_cut = truncate_texts(tokenizer, [judge.render_question(r.pair.prompt) for r in rows], max_prompt)
-    responses, r_cut = truncate_texts(
-        tokenizer, [r.pair.response_a for r in rows] + [r.pair.response_b for r in rows], max_response
-    )
-    n = len(rows)
-    return questions, responses[:n], responses[n:], sum(q_cut) + sum(r_cut)
+    """Questions, responses A and B at their budgets, and how many texts were cut."""
+    texts, truncations = truncate_pairs(tokenizer, [r.pair for r in rows], max_prompt, max_response)
+    questions, a, b = (list(column) for column in zip(*texts, strict=True))
+    return questions, a, b, sum(t.prompt + t.response_a + t.response_b for t in truncations)
 
 
 def verdict_batch(
@@ -130,20 +128,3 @@ def bt_batch(rows: Sequence[PairRow], tokenizer: Any, max_prompt: int, max_respo
     batch = _pad(sequences, tokenizer.pad_token_id)
     batch.truncated = truncated
     return batch
-
-
-def build_batch(stage: str, rows: Sequence[PairRow], tokenizer: Any, config: Any) -> Batch:
-    if stage == "pretrain":
-        return pretrain_batch(rows, tokenizer, config.max_prompt_tokens, config.max_response_tokens)
-    if stage == "finetune":
-        return verdict_batch(
-            rows, tokenizer, config.max_prompt_tokens, config.max_response_tokens, config.both_orders, config.soft_labels
-        )
-    if stage == "bt":
-        return bt_batch(rows, tokenizer, config.max_prompt_tokens, config.max_response_tokens)
-    if stage in ("reasoner", "prover"):
-        return rationale_batch(
-            stage, rows, tokenizer, config.max_prompt_tokens, config.max_response_tokens, config.max_rationale_tokens,
-            config.both_orders,
-        )
-    raise ValueError(f"stage: unknown {stage!r}")

@@ -27,15 +27,17 @@ from gram_ray.data import atomic_writer, parse_pair_row, read_pairs
 from gram_ray.head import unwrap
 from gram_ray.judge import VerdictTokens
 from gram_ray.models import (
-    cpu_supports_bf16,
+    TRAINING_RECORD,
     load_causal_lm,
     load_tokenizer,
     resolve_attn_implementation,
+    resolve_dtype,
     resolve_model,
 )
 from gram_ray.train.config import TrainConfig
-from gram_ray.train.examples import build_batch, verdict_batch
-from gram_ray.train.modules import VerdictLoss, stage_module, to_device
+from gram_ray.train.examples import verdict_batch
+from gram_ray.train.modules import VerdictLoss, to_device
+from gram_ray.train.stages import stage
 
 STATE_FILE = "trainer_state.pt"
 POSITION_FILE = "position.json"
@@ -53,15 +55,14 @@ def build_model(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any, Any]:
     tokenizer = load_tokenizer(source)
     attn = resolve_attn_implementation("auto", device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     if cfg.stage == "bt":
-        from transformers import AutoModelForSequenceClassification
-
+        # A fresh scalar head on the backbone (an adapter's base: the baseline starts from the backbone).
         base = source.base if source.kind == "peft" else source
-        model = AutoModelForSequenceClassification.from_pretrained(base.path, num_labels=1, dtype=torch.float32, attn_implementation=attn)
+        model = load_causal_lm(base, dtype=torch.float32, attn_implementation=attn, is_trainable=True, scalar_head=True)
         model.config.pad_token_id = tokenizer.pad_token_id
     else:
         model = load_causal_lm(source, dtype=torch.float32, attn_implementation=attn, is_trainable=True)
 
-    if source.kind == "peft":
+    if source.kind == "peft" and cfg.stage != "bt":
         check_adapter_matches(cfg, source.path)  # continue training the adapter it carries (stage 1 → stage 2)
     elif cfg.lora is not None:
         from peft import LoraConfig, get_peft_model
@@ -73,7 +74,7 @@ def build_model(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any, Any]:
             LoraConfig(
                 r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                 target_modules=cfg.lora.target_modules, layers_to_transform=layers,
-                task_type="SEQ_CLS" if cfg.stage == "bt" else "CAUSAL_LM",
+                task_type=stage(cfg.stage).peft_task_type,
             ),
         )
     if cfg.gradient_checkpointing:
@@ -86,8 +87,6 @@ def build_model(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any, Any]:
 def check_adapter_matches(cfg: TrainConfig, adapter_dir: str) -> None:
     """Training continues the adapter a PEFT model carries; a config that asks for another layout
     (full fine-tuning, another rank or set of layers) is an error rather than silently ignored."""
-    if cfg.stage == "bt":
-        return  # the baseline trains a fresh head on the adapter's base
     found = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
     if cfg.lora is None:
         raise ValueError(f"lora: null (full fine-tuning) but model {adapter_dir} is a LoRA adapter; "
@@ -129,16 +128,6 @@ def lr_factor(step: int, warmup: int, total: int, kind: str) -> float:
     if kind == "linear":
         return 1.0 - progress
     return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def compute_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype:
-    if cfg.dtype == "float32":
-        return torch.float32
-    if cfg.dtype == "bfloat16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,7 +271,7 @@ def save_final(cfg: TrainConfig, model: Any, tokenizer: Any, source: Any, metric
         data = json.loads(adapter_config.read_text())
         data["base_model_name_or_path"] = base.path
         adapter_config.write_text(json.dumps(data, indent=2))
-    (tmp / "gram_training.json").write_text(json.dumps({"stage": cfg.stage, "config": cfg.model_dump(), "metrics": metrics}, indent=2))
+    (tmp / TRAINING_RECORD).write_text(json.dumps({"stage": cfg.stage, "config": cfg.model_dump(), "metrics": metrics}, indent=2))
     if final.exists():
         import shutil
 
@@ -353,13 +342,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # FSDP flattens parameters per unit; LoRA mixes frozen and trainable ones, which needs use_orig_params.
     strategy_kwargs = {"use_orig_params": True} if cfg.strategy == "fsdp" else None
     prefix_ids = judge.verdict_prefix_ids(tokenizer) if shares_prefix(cfg, model) else None
-    module = stage_module(cfg.stage, model, verdict_ids, cfg.label_smoothing, prefix_ids)
+    module = stage(cfg.stage).objective(model, verdict_ids, cfg, prefix_ids)
     wrapped = ray.train.torch.prepare_model(
         module,
         parallel_strategy=cfg.strategy,
         parallel_strategy_kwargs=strategy_kwargs,
     )
-    dtype = compute_dtype(cfg, device)
+    dtype = resolve_dtype(cfg.dtype, device)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
     model.train()
 
@@ -375,26 +364,29 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     start_time, start_step = time.perf_counter(), position["step"]
     window_loss, window_n, window_tokens, truncated = 0.0, 0, 0, 0
+    train_seconds, train_tokens = 0.0, 0  # this process's optimizer steps only (no checkpoints, no evaluation)
     first_loss = last_loss = None
     fail_marker = Path(cfg.output_dir) / ".fail_injected"
     while position["step"] < steps:
         batches = epoch_batches(len(rows), position["epoch"], rank, world, cfg.batch_size, cfg.seed)
         while position["micro"] < len(batches) and position["step"] < steps:
             group = batches[position["micro"] : position["micro"] + cfg.grad_accum]
-            step_loss = 0.0
+            step_loss, step_started = 0.0, time.perf_counter()
             for k, indices in enumerate(group):
-                batch = to_device(build_batch(cfg.stage, [rows[i] for i in indices], tokenizer, cfg), device)
+                batch = to_device(stage(cfg.stage).build_batch([rows[i] for i in indices], tokenizer, cfg), device)
                 sync = contextlib.nullcontext() if k == len(group) - 1 or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
                 with sync, autocast:
                     loss = wrapped(batch) / len(group)
                 loss.backward()
                 step_loss += loss.item()
                 window_tokens += batch.tokens
+                train_tokens += batch.tokens
                 truncated += batch.truncated
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            train_seconds += time.perf_counter() - step_started
             position["micro"] += len(group)
             position["step"] += 1
             window_loss += step_loss
@@ -443,12 +435,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             position["epoch"] += 1
             position["micro"] = 0
 
+    all_tokens = _mean_across_workers(float(train_tokens), world, device) * world  # a collective: every rank
     if rank == 0:
         summary = {
             "stage": cfg.stage, "steps": position["step"], "epochs_completed": position["epoch"], "rows": len(rows),
             "workers": world, "first_loss": first_loss, "final_loss": last_loss, "tokens": position["tokens"],
             "trainable_parameters": n_trainable, "resumed_from": position["resumed_from"], "truncated_texts": truncated,
-            **machine,
+            **machine, "train_seconds": train_seconds,
+            "tokens_per_s": all_tokens / max(train_seconds, 1e-9),
         }
         if curve is not None and curve.last is not None:
             summary["heldout"] = curve.last
@@ -462,7 +456,8 @@ def shares_prefix(cfg: TrainConfig, model: Any) -> bool:
     checkpointing, which recomputes layers without a cache, nor with sliding-window layers)."""
     from gram_ray.scorer import prefix_sharing_supported
 
-    return cfg.stage == "finetune" and not cfg.gradient_checkpointing and prefix_sharing_supported(unwrap(model))
+    return (cfg.stage == "finetune" and cfg.share_prefix and not cfg.gradient_checkpointing
+            and prefix_sharing_supported(unwrap(model)))
 
 
 class HeldOutCurve:
@@ -479,7 +474,7 @@ class HeldOutCurve:
         self.last: dict[str, Any] | None = None
 
     def _length_baseline(self) -> float:
-        from gram_ray.scorer import truncate_texts
+        from gram_ray.encoding import truncate_texts
 
         a, _ = truncate_texts(self.tokenizer, [r.pair.response_a for r in self.rows], self.cfg.max_response_tokens)
         b, _ = truncate_texts(self.tokenizer, [r.pair.response_b for r in self.rows], self.cfg.max_response_tokens)
@@ -488,7 +483,7 @@ class HeldOutCurve:
 
     @torch.no_grad()
     def record(self, module: VerdictLoss, step: int, train_metrics: dict[str, Any], tokens: int) -> dict[str, Any]:
-        from gram_ray.eval.scoring import PairPrediction, pairs_metrics
+        from gram_ray.eval.metrics import PairPrediction, pairs_metrics
 
         start = time.perf_counter()
         module.model.eval()

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gram_ray.head import (
@@ -27,7 +26,7 @@ from gram_ray.head import (
     verdict_logits,
     verdict_rows,
 )
-from gram_ray.losses import bradley_terry_loss, verdict_loss
+from gram_ray.losses import bradley_terry_loss, lm_loss, next_token_targets, verdict_loss
 from gram_ray.train.examples import Batch
 
 
@@ -90,11 +89,9 @@ class ResponseLMLoss(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         hidden = decoder_of(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-        targets = batch.labels[:, 1:].to(hidden.device)
-        keep = targets != -100
+        keep, targets = next_token_targets(batch.labels.to(hidden.device))
         head = unwrap(self.model).get_output_embeddings()
-        logits = apply_logit_transforms(head(hidden[:, :-1][keep]).float(), unwrap(self.model).config)
-        return F.cross_entropy(logits, targets[keep])
+        return lm_loss(apply_logit_transforms(head(hidden[:, :-1][keep]).float(), unwrap(self.model).config), targets)
 
 
 class BradleyTerryLoss(nn.Module):
@@ -115,18 +112,6 @@ class BradleyTerryLoss(nn.Module):
     def forward(self, batch: Batch) -> torch.Tensor:
         rewards = self.rewards(batch)
         return bradley_terry_loss(rewards[0::2], rewards[1::2])
-
-
-def stage_module(
-    stage: str, model: nn.Module, verdict_ids: list[int], label_smoothing: float, prefix_ids: list[int] | None = None,
-) -> nn.Module:
-    if stage == "finetune":
-        return VerdictLoss(model, verdict_ids, label_smoothing, prefix_ids)
-    if stage in ("pretrain", "reasoner", "prover"):
-        return ResponseLMLoss(model)  # the loss covers the generated reply (answers, or rationale + verdict)
-    if stage == "bt":
-        return BradleyTerryLoss(model)
-    raise ValueError(f"stage: unknown {stage!r}")
 
 
 def to_device(batch: Batch, device: Any) -> Batch:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from gram_ray.data import atomic_writer, iter_jsonl, read_pairs
 from gram_ray.train.config import TrainConfig
+from gram_ray.train.stages import missing_field, stage
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +47,11 @@ def prepare_data(cfg: TrainConfig) -> tuple[list[str], int]:
         skipped_total += len(skipped)
         if not rows:
             raise ValueError(f"data: {path} has no usable rows")
-        if cfg.stage in ("finetune", "bt"):
-            unlabeled = [r for r in rows if r.label is None and r.prob_a is None]
-            if unlabeled:
-                raise ValueError(f"{path}:{unlabeled[0].line}: label: missing (stage {cfg.stage} needs labeled pairs)")
-        if cfg.stage in ("reasoner", "prover"):
-            for name in ("label", "rationale"):
-                missing = [r for r in rows if getattr(r, name) is None]
-                if missing:
-                    raise ValueError(f"{path}:{missing[0].line}: {name}: missing (stage {cfg.stage} needs labeled rows with rationales)")
+        for row in rows:
+            missing = missing_field(cfg.stage, row)
+            if missing is not None:
+                raise ValueError(f"{path}:{row.line}: {missing}: missing (stage {cfg.stage} needs "
+                                 f"{' and '.join(stage(cfg.stage).required)} on every row)")
         if skipped or cfg.limit is not None:
             # Ray Data reads exactly the rows that passed validation.
             keep = {r.line for r in rows}

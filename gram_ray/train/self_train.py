@@ -29,8 +29,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gram_ray.data import atomic_writer, iter_jsonl, parse_pair_row
-from gram_ray.eval.run import ScorerActor, map_actor_pool
-from gram_ray.judge import render_question
+from gram_ray.judge import Pair, render_question, verdict
+from gram_ray.models import TRAINING_RECORD
+from gram_ray.pool import judge_pairs, prove_pairs
 from gram_ray.reasoning import SamplingConfig
 from gram_ray.scorer import ScorerConfig
 from gram_ray.train.config import load_train_config, read_config, resolve_project_paths
@@ -75,33 +76,8 @@ def load_self_train_config(path: str | Path, overrides: list[str] | None = None)
 # ----------------------------------------------------------------------------------------------
 
 
-class ProverActor:
-    """The preference-proving model: one rationale per pair for its predicted label."""
-
-    def __init__(self, scorer: dict[str, Any], sampling: dict[str, Any]):
-        from gram_ray.scorer import GramScorer
-
-        self.scorer = GramScorer.from_config(ScorerConfig(**scorer))
-        self.sampling = SamplingConfig(**sampling)
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        from gram_ray.reasoning import prove
-        from gram_ray.scorer import Pair
-
-        pairs = [Pair(p, a, b) for p, a, b in zip(batch["prompt"], batch["a"], batch["b"], strict=True)]
-        texts, _ = self.scorer.truncate_pairs(pairs)
-        started = time.perf_counter()
-        rationales, tokens = prove(self.scorer.model, self.scorer.tokenizer, texts, list(batch["label"]), self.sampling)
-        return {
-            "job": batch["job"],
-            "rationale": [r or "" for r in rationales],
-            "generated_tokens": [tokens] + [0] * (len(rationales) - 1),
-            "seconds": [time.perf_counter() - started] + [0.0] * (len(rationales) - 1),
-        }
-
-
-def _scorer(cfg: SelfTrainConfig, model: str) -> dict[str, Any]:
-    return ScorerConfig(model=model, max_prompt_tokens=cfg.max_prompt_tokens, max_response_tokens=cfg.max_response_tokens).model_dump()
+def _scorer(cfg: SelfTrainConfig, model: str) -> ScorerConfig:
+    return ScorerConfig(model=model, max_prompt_tokens=cfg.max_prompt_tokens, max_response_tokens=cfg.max_response_tokens)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,10 +105,10 @@ def round_pairs(cfg: SelfTrainConfig, round_index: int) -> list[dict[str, Any]]:
 
 def keep_prediction(p_a_better: float, p_ab: float, p_ba: float, min_confidence: float, require_agreement: bool) -> str | None:
     """The predicted label when a prediction is trusted enough to train on, else None."""
-    if p_a_better == 0.5 or max(p_a_better, 1.0 - p_a_better) < min_confidence:
+    label = verdict(p_a_better)
+    if label is None or max(p_a_better, 1.0 - p_a_better) < min_confidence:
         return None
-    label = "A" if p_a_better > 0.5 else "B"
-    if require_agreement and not ((p_ab > 0.5 and p_ba > 0.5) or (p_ab < 0.5 and p_ba < 0.5)):
+    if require_agreement and not (verdict(p_ab) == verdict(p_ba) == label):
         return None
     return label
 
@@ -161,22 +137,18 @@ def run_round(cfg: SelfTrainConfig, r: int, reasoner: str) -> tuple[str, dict[st
     pairs = round_pairs(cfg, r)
     if not pairs:
         raise ValueError(f"unlabeled: no pairs left for round {r} ({cfg.pairs_per_round} per round)")
-    # the eval scorer's row schema, so that its actor judges here too
-    items = [{"job": i, "prompt": p["question"], "a": p["response_a"], "b": p["response_b"]} for i, p in enumerate(pairs)]
+    items = [Pair(p["question"], p["response_a"], p["response_b"]) for p in pairs]
 
     predictions_path = folder / "predictions.jsonl"
     if not predictions_path.exists():
         started = time.time()
-        reasoning = {"votes": cfg.votes, "sampling": cfg.sampling.model_dump()}
-        judged = map_actor_pool(ScorerActor, {"scorer_config": _scorer(cfg, reasoner), "reasoning": reasoning}, items,
-                                cfg.batch_size, cfg.num_actors)
+        judged = judge_pairs(_scorer(cfg, reasoner), items, cfg.batch_size, cfg.num_actors, votes=cfg.votes, sampling=cfg.sampling)
         rows = []
-        for i, p in enumerate(pairs):
-            j = judged[i]
-            label = keep_prediction(j["p_a_better"], j["p_ab"], j["p_ba"], cfg.min_confidence, cfg.require_agreement)
-            rows.append({"id": p["id"], "p_a_better": j["p_a_better"], "p_ab": j["p_ab"], "p_ba": j["p_ba"],
-                         "unparsed": int(j["unparsed"]), "samples": len(json.loads(j["rationales"])), "label": label, "kept": label is not None,
-                         "generated_tokens": int(j["generated_tokens"]), "seconds": float(j["seconds"])})
+        for p, j in zip(pairs, judged, strict=True):
+            label = keep_prediction(j.p_a_better, j.p_ab, j.p_ba, cfg.min_confidence, cfg.require_agreement)
+            rows.append({"id": p["id"], "p_a_better": j.p_a_better, "p_ab": j.p_ab, "p_ba": j.p_ba,
+                         "unparsed": j.unparsed, "samples": len(j.rationales), "label": label, "kept": label is not None,
+                         "generated_tokens": j.generated_tokens, "seconds": j.seconds})
         _write_jsonl(predictions_path, rows)
         logger.info("round %d: judged %d pairs in %.0f s", r, len(rows), time.time() - started)
     predictions = _read_jsonl(predictions_path)
@@ -184,25 +156,23 @@ def run_round(cfg: SelfTrainConfig, r: int, reasoner: str) -> tuple[str, dict[st
     rationales_path = folder / "rationales.jsonl"
     if not rationales_path.exists():
         kept = [(i, p) for i, (p, pred) in enumerate(zip(pairs, predictions, strict=True)) if pred["kept"]]
-        proved = map_actor_pool(
-            ProverActor, {"scorer": _scorer(cfg, cfg.prover), "sampling": cfg.prover_sampling.model_dump()},
-            [{**items[i], "label": predictions[i]["label"]} for i, _ in kept], cfg.batch_size, cfg.num_actors,
-        ) if kept else {}
+        proved = prove_pairs(_scorer(cfg, cfg.prover), cfg.prover_sampling, [items[i] for i, _ in kept],
+                             [predictions[i]["label"] for i, _ in kept], cfg.batch_size, cfg.num_actors)
         rows = []
-        for i, p in kept:
-            rationale = proved[i]["rationale"]
+        for (i, p), proof in zip(kept, proved, strict=True):
+            rationale = proof.rationale
             if rationale:
                 rows.append({"id": p["id"], "prompt": p["prompt"], "response_a": p["response_a"], "response_b": p["response_b"],
                              "label": predictions[i]["label"], "rationale": rationale, "source": f"self-train round {r}"})
         _write_jsonl(rationales_path, rows)
-        prover_tokens = sum(int(v["generated_tokens"]) for v in proved.values())
-        prover_seconds = sum(float(v["seconds"]) for v in proved.values())
+        prover_tokens = sum(proof.generated_tokens for proof in proved)
+        prover_seconds = sum(proof.seconds for proof in proved)
         (folder / "prover_stats.json").write_text(json.dumps({"generated_tokens": prover_tokens, "seconds": prover_seconds}))
     synthesized = _read_jsonl(rationales_path)
 
     train_dir = folder / "train"
     final = train_dir / "final"
-    if not (final / "gram_training.json").exists():
+    if not (final / TRAINING_RECORD).exists():
         data = [str(rationales_path)] if synthesized else []
         data += list(cfg.labeled_rationales)
         if not data:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gram_ray.eval.scoring import (
+from gram_ray.eval.metrics import (
     PairPrediction,
     expected_calibration_error,
     judgebench_correct,

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from gram_ray.data import atomic_writer, read_pairs
+from gram_ray.judge import verdict
 from gram_ray.scorer import GramScorer, ScorerConfig
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def score_file(config: ScoreConfig, scorer: GramScorer | None = None) -> ScoreSu
                 record = {"id": row.id, "line": row.line, **result.as_dict()}
                 truncated += result.truncated.any
                 if row.label is not None:
-                    predicted = "A" if result.p_a_better > 0.5 else "B"
+                    predicted = verdict(result.p_a_better)  # a tie is no verdict, never a correct one
                     record["label"] = row.label
                     record["correct"] = predicted == row.label
                     labeled += 1

@@ -13,14 +13,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from gram_ray.judge import verdict
+
 # ----------------------------------------------------------------------------------------------
 # Plain pairs
 # ----------------------------------------------------------------------------------------------
-
-
-def verdict(p: float) -> str | None:
-    """"A" if the first response is preferred, "B" if the second, None on a tie."""
-    return "A" if p > 0.5 else "B" if p < 0.5 else None
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.959964) -> tuple[float, float]:
