@@ -104,6 +104,29 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     return {"seconds_per_step": seconds, "tokens_per_s": args.batch * args.tokens / seconds, "peak_mb": peak, "device": str(device)}
 
 
+def prefix_loss_delta(root) -> tuple[float, float]:
+    """The verdict loss of one fixed batch of 4 real pairs (both orders) with whole sequences and with
+    the shared judge-instruction prefix (eval mode: no dropout, so the two must agree)."""
+    from gram_ray import judge
+    from gram_ray.data import read_pairs
+    from gram_ray.train.config import TrainConfig
+    from gram_ray.train.examples import verdict_batch
+    from gram_ray.train.loop import build_model
+    from gram_ray.train.modules import VerdictLoss
+    from scripts.ablation import SPLITS, STAGE1
+
+    cfg = TrainConfig(stage="finetune", model=str(root / STAGE1), data=["unused"], output_dir="/tmp/unused",
+                      lora={"last_layers": 8})
+    model, tokenizer, _ = build_model(cfg, torch.device("cpu"))
+    model.eval()
+    ids = judge.VerdictTokens.from_tokenizer(tokenizer).ids
+    rows, _ = read_pairs(SPLITS / "labeled_train.jsonl.gz", limit=4)
+    batch = verdict_batch(rows, tokenizer, 256, 256)
+    with torch.no_grad():
+        return (VerdictLoss(model, ids, 0.1)(batch).item(),
+                VerdictLoss(model, ids, 0.1, judge.verdict_prefix_ids(tokenizer))(batch).item())
+
+
 def recipe(args: argparse.Namespace) -> None:
     import os
     import shutil
@@ -131,23 +154,7 @@ def recipe(args: argparse.Namespace) -> None:
                        env={**os.environ, "PYTHONPATH": str(root)})
         results[name] = json.loads((out / "metrics.json").read_text())
 
-    # |Δloss|: shared prefix vs whole sequences, on one fixed batch of 4 real pairs (both orders).
-    from gram_ray import judge
-    from gram_ray.data import read_pairs
-    from gram_ray.train.config import TrainConfig
-    from gram_ray.train.examples import verdict_batch
-    from gram_ray.train.loop import build_model
-    from gram_ray.train.modules import VerdictLoss
-
-    cfg = TrainConfig(stage="finetune", model=str(root / STAGE1), data=["unused"], output_dir="/tmp/unused",
-                      lora={"last_layers": 8, "dropout": 0.0})
-    model, tokenizer, _ = build_model(cfg, torch.device("cpu"))
-    ids = judge.VerdictTokens.from_tokenizer(tokenizer).ids
-    rows, _ = read_pairs(SPLITS / "labeled_train.jsonl.gz", limit=4)
-    batch = verdict_batch(rows, tokenizer, 256, 256)
-    with torch.no_grad():
-        whole = VerdictLoss(model, ids, 0.1)(batch).item()
-        shared = VerdictLoss(model, ids, 0.1, judge.verdict_prefix_ids(tokenizer))(batch).item()
+    whole, shared = prefix_loss_delta(root)
     before, after = results["before"], results["after"]
     speedup = after["tokens_per_s"] / before["tokens_per_s"]
     print(f"gram-ray train, stage 2 from the stage-1 adapter, {args.steps} steps of 4 pairs (both orders), "
@@ -170,7 +177,17 @@ def main() -> None:
     parser.add_argument("--lora-last-layers", type=int, default=8, help="0 = full fine-tuning")
     parser.add_argument("--method", choices=["sft", "gram"], help=argparse.SUPPRESS)  # the child process
     parser.add_argument("--recipe", action="store_true", help="(1): gram-ray train before/after on real pairs")
+    parser.add_argument("--check-loss", action="store_true", help="(1)'s |Δloss| check alone")
     args = parser.parse_args()
+    if args.check_loss:
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parent.parent
+        sys.path.insert(0, str(root))
+        whole, shared = prefix_loss_delta(root)
+        print(f"loss on a fixed batch: whole sequences {whole:.6f}, shared prefix {shared:.6f}")
+        print(f"RESULT max_dloss={abs(whole - shared):.2e}")
+        return
     if args.recipe:
         recipe(args)
         return
