@@ -40,8 +40,8 @@ def upstream_style(scorer: GramScorer, pairs: list[Pair]) -> list[float]:
     out = []
     for pair in pairs:
         texts = [
-            judge.chat_prompt(tok, judge.verdict_content(pair.prompt, pair.response_a, pair.response_b)),
-            judge.chat_prompt(tok, judge.verdict_content(pair.prompt, pair.response_b, pair.response_a)),
+            judge.visible(judge.chat_prompt(tok, judge.verdict_content(pair.prompt, pair.response_a, pair.response_b))),
+            judge.visible(judge.chat_prompt(tok, judge.verdict_content(pair.prompt, pair.response_b, pair.response_a))),
         ]
         batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         position_ids = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)

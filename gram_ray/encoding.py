@@ -69,11 +69,11 @@ def encode_verdict(tokenizer: Any, question: str, response_a: str, response_b: s
 
 def encode_response(tokenizer: Any, question: str, response: str) -> list[int]:
     """A (question, response) conversation, for scalar reward heads (the Bradley-Terry baseline)."""
+    question, response = judge.untrusted(question), judge.untrusted(response)
     if judge.uses_chat_template(tokenizer):
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": response}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-    return tokenizer(f"{question}\n\n{response}", add_special_tokens=True)["input_ids"]
+        return judge.encode_text(tokenizer, tokenizer.apply_chat_template(messages, tokenize=False))
+    return judge.encode_text(tokenizer, f"{question}\n\n{response}", add_special_tokens=True)
 
 
 def pad(rows: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -124,38 +124,89 @@ def render_question(prompt: Prompt) -> str:
     return "\n\n".join(f"{_ROLE_NAMES[m.get('role', 'user')]}: {m['content']}" for m in messages)
 
 
+# ----------------------------------------------------------------------------------------------
+# Untrusted text
+# ----------------------------------------------------------------------------------------------
+
+_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use code points: mark where untrusted text starts and ends
+
+
+def untrusted(text: str) -> str:
+    """Mark ``text`` (a question, a response, a rationale: anything a user or a policy wrote) so that
+    :func:`encode_text` tokenizes it as plain text. Without this, a response containing
+    ``<|im_end|>`` would become the real control token: a policy under RL could close the judge's
+    turn and write its own verdict. The two marker characters are removed from the text itself."""
+    return _OPEN + text.replace(_OPEN, "").replace(_CLOSE, "") + _CLOSE
+
+
+def visible(text: str) -> str:
+    """``text`` as a reader sees it: the :func:`untrusted` marks removed (for display and logs)."""
+    return text.replace(_OPEN, "").replace(_CLOSE, "")
+
+
+_WORD_JOINER = "\u2060"  # zero-width: splits a control-token string into plain-text tokens
+
+
+def encode_text(tokenizer: Any, text: str, add_special_tokens: bool = False) -> list[int]:
+    """Token ids of ``text`` in which template parts may hold control tokens (``<|im_start|>``…) and
+    :func:`untrusted` parts never do.
+
+    Inside untrusted parts, every string that the tokenizer would read as one of its added tokens
+    gets a zero-width word joiner after its first character, so it is tokenized as plain text; the
+    whole string is then tokenized at once, so text without such strings (all the training data)
+    gets exactly the tokens it always had, with no seams at the template's edges.
+    """
+    added = sorted(getattr(tokenizer, "added_tokens_encoder", {}), key=len, reverse=True)
+    parts: list[str] = []
+    template_part, *rest = text.split(_OPEN)
+    parts.append(template_part)
+    for chunk in rest:
+        user, _, after = chunk.partition(_CLOSE)
+        for token in added:
+            if token in user:
+                user = user.replace(token, token[:1] + _WORD_JOINER + token[1:])
+        parts += [user, after]
+    return tokenizer("".join(parts), add_special_tokens=add_special_tokens)["input_ids"]
+
+
 def verdict_content(question: str, response_a: str, response_b: str) -> str:
-    """The user-turn text of the verdict prompt."""
-    return VERDICT_TEMPLATE.format(question=question, response_a=response_a, response_b=response_b)
+    """The user-turn text of the verdict prompt (its fields marked :func:`untrusted`)."""
+    return VERDICT_TEMPLATE.format(
+        question=untrusted(question), response_a=untrusted(response_a), response_b=untrusted(response_b)
+    )
 
 
 def reasoning_content(question: str, response_a: str, response_b: str) -> str:
     """The user-turn text of the GRAM-R² reasoning prompt."""
-    return REASONING_TEMPLATE.format(question=question, response_a=response_a, response_b=response_b)
+    return REASONING_TEMPLATE.format(
+        question=untrusted(question), response_a=untrusted(response_a), response_b=untrusted(response_b)
+    )
 
 
 def reasoning_target(rationale: str, verdict: str) -> str:
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-    return REASONING_TARGET_TEMPLATE.format(rationale=rationale.strip(), verdict=verdict)
+    return REASONING_TARGET_TEMPLATE.format(rationale=untrusted(rationale.strip()), verdict=verdict)
 
 
 def proving_content(question: str, response_a: str, response_b: str, verdict: str) -> str:
     """The user-turn text of the preference-proving prompt (``verdict`` is the known label)."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-    return PROVING_TEMPLATE.format(question=question, response_a=response_a, response_b=response_b, verdict=verdict)
+    return PROVING_TEMPLATE.format(
+        question=untrusted(question), response_a=untrusted(response_a), response_b=untrusted(response_b), verdict=verdict
+    )
 
 
 def proving_target(rationale: str) -> str:
-    return PROVING_TARGET_TEMPLATE.format(rationale=rationale.strip())
+    return PROVING_TARGET_TEMPLATE.format(rationale=untrusted(rationale.strip()))
 
 
 def pretrain_texts(question: str, response_a: str, response_b: str) -> tuple[str, str]:
     """(prompt, target) of a stage-1 example; the loss covers the target (the two answers) only."""
     return (
-        PRETRAIN_PROMPT_TEMPLATE.format(question=question),
-        PRETRAIN_TARGET_TEMPLATE.format(response_a=response_a, response_b=response_b),
+        PRETRAIN_PROMPT_TEMPLATE.format(question=untrusted(question)),
+        PRETRAIN_TARGET_TEMPLATE.format(response_a=untrusted(response_a), response_b=untrusted(response_b)),
     )
 
 
@@ -176,8 +227,9 @@ def chat_prompt(tokenizer: Any, content: str) -> str:
 
 
 def encode_user_turn(tokenizer: Any, content: str) -> list[int]:
-    """Token ids of :func:`chat_prompt` (BOS added only where there is no chat template to add it)."""
-    return tokenizer(chat_prompt(tokenizer, content), add_special_tokens=not uses_chat_template(tokenizer))["input_ids"]
+    """Token ids of :func:`chat_prompt` (BOS added only where there is no chat template to add it);
+    :func:`untrusted` parts of ``content`` are plain text."""
+    return encode_text(tokenizer, chat_prompt(tokenizer, content), add_special_tokens=not uses_chat_template(tokenizer))
 
 
 def uses_chat_template(tokenizer: Any) -> bool:
@@ -193,8 +245,8 @@ def verdict_prefix_ids(tokenizer: Any) -> list[int]:
     instruction, up to the question. Scoring and training compute its key/value states once and share
     them across sequences. The last token is left out: it may merge with the question's first characters."""
     text = chat_prompt(tokenizer, verdict_content(_SENTINEL, "", ""))
-    prefix = text[: text.index(_SENTINEL)]
-    ids = tokenizer(prefix, add_special_tokens=not uses_chat_template(tokenizer))["input_ids"]
+    prefix = text[: text.index(_OPEN + _SENTINEL)]
+    ids = encode_text(tokenizer, prefix, add_special_tokens=not uses_chat_template(tokenizer))
     return list(ids[:-1])
 
 

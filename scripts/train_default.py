@@ -3,6 +3,7 @@
     python scripts/train_default.py              # train (continue from the newest checkpoint), then publish
     python scripts/train_default.py --snapshot   # copy the newest checkpoint into checkpoints/default (commit it)
     python scripts/train_default.py --publish    # export the newest checkpoint as gram_ray/models/default
+    python scripts/train_default.py --report     # the held-out curve as a table and plot in MODEL_CARD.md
     make model                                   # the same as the first line
 
 Recipe (MODEL_CARD.md): stage 2 from the shipped stage-1 adapter (`gram_ray/models/stage1-smollm2-135m`),
@@ -98,20 +99,75 @@ def publish() -> None:
     print(f"gram_ray/models/default ← {source} (step {step_of(source)})")
 
 
+CURVE_START, CURVE_END = "<!-- default-curve:start -->", "<!-- default-curve:end -->"
+CURVE_PNG = ROOT / "docs" / "default_curve.png"
+
+
+def curve_rows() -> list[dict]:
+    """The held-out curve so far: this machine's run, else the committed copy."""
+    for path in (RUN / "curve.jsonl", COMMITTED / "curve.jsonl"):
+        if path.is_file():
+            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return []
+
+
+def report() -> None:
+    """The curve as a table between the default-curve markers of MODEL_CARD.md, and a plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gram_ray.data import atomic_writer
+    from scripts.ablation import write_table_into
+
+    rows = curve_rows()
+    if not rows:
+        raise SystemExit("no curve yet (runs/default/curve.jsonl or checkpoints/default/curve.jsonl)")
+    lines = ["| step | pairs seen | train loss | held-out accuracy (95% CI) | flip rate | ECE | longer-response baseline | n |",
+             "|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        low, high = r["accuracy_ci95"]
+        lines.append(f"| {r['step']} | {r['pairs_seen']} | {r['train_loss']:.3f} | {r['accuracy']:.3f} ({low:.3f}–{high:.3f}) | "
+                     f"{r['flip_rate']:.3f} | {r['ece']:.3f} | {r['length_baseline']:.3f} | {r['n']} |")
+    CURVE_PNG.parent.mkdir(exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    pairs = [r["pairs_seen"] for r in rows]
+    ax.plot(pairs, [r["accuracy"] for r in rows], marker="o", label="held-out accuracy")
+    ax.fill_between(pairs, [r["accuracy_ci95"][0] for r in rows], [r["accuracy_ci95"][1] for r in rows], alpha=0.2)
+    ax.plot(pairs, [r["flip_rate"] for r in rows], marker="s", label="position-flip rate")
+    ax.axhline(rows[-1]["length_baseline"], color="grey", linestyle="--", linewidth=1, label="longer-response baseline")
+    ax.set_xlabel("labeled pairs seen (each in both orders)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    tmp = CURVE_PNG.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp.rename(CURVE_PNG)
+    text = "\n".join(lines) + "\n\n![held-out curve](docs/default_curve.png)\n"
+    write_table_into(ROOT / "MODEL_CARD.md", text, CURVE_START, CURVE_END)
+    with atomic_writer(RUN.parent / "default_curve.md") as f:
+        f.write(text)
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snapshot", action="store_true", help="only copy the newest checkpoint to checkpoints/default")
     parser.add_argument("--publish", action="store_true", help="only export the newest checkpoint as the shipped model")
+    parser.add_argument("--report", action="store_true", help="only write the curve into MODEL_CARD.md")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra training overrides")
     args = parser.parse_args()
     if args.snapshot:
         snapshot()
     elif args.publish:
         publish()
+    elif args.report:
+        report()
     else:
         train(args.extra)
         snapshot()
         publish()
+        report()
 
 
 if __name__ == "__main__":

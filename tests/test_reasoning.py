@@ -48,7 +48,7 @@ def _fake_generate(outputs_by_order):
     def fake(model, tokenizer, contents, sampling, num_samples=1):
         texts = []
         for content in contents:
-            first = content.split("[The Start of Assistant A's Answer]\n", 1)[1].split("\n", 1)[0]
+            first = judge.visible(content).split("[The Start of Assistant A's Answer]\n", 1)[1].split("\n", 1)[0]
             texts.append(outputs_by_order[first][:num_samples])
         return Generated(texts, new_tokens=7 * num_samples * len(contents))
 

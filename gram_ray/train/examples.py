@@ -72,7 +72,8 @@ def lm_batch(tokenizer: Any, prompts: Sequence[str], targets: Sequence[str]) -> 
     sequences, labels = [], []
     for prompt_text, target_text in zip(prompts, targets, strict=True):
         prompt_ids = judge.encode_user_turn(tokenizer, prompt_text)
-        target_ids = tokenizer(target_text + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
+        eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        target_ids = judge.encode_text(tokenizer, target_text) + eos
         sequences.append(prompt_ids + target_ids)
         labels.append([-100] * len(prompt_ids) + target_ids)
     return _pad(sequences, tokenizer.pad_token_id, labels)
