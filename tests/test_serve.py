@@ -235,3 +235,25 @@ def test_openrlhf_http_route(service):
     assert status == 400 and body["error"].startswith("items[0].response: empty")
     status, body = _post(service["http"] + "/get_reward", {"query": "nope"})
     assert status == 400 and "query" in body["error"]
+
+
+def test_openrlhf_route_judges_the_conversation_not_the_policy_markup(service, client, smol_tokenizer):
+    """OpenRLHF's stock request (a chat-templated prompt, query = prompt + response + end-of-turn,
+    labels = the dataset's reference answers): the reward equals `Reward` on the plain conversation
+    against the label, the policy's system prompt and markup gone."""
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    templated = smol_tokenizer.apply_chat_template(question, tokenize=False, add_generation_prompt=True)
+    assert "You are a helpful AI assistant named SmolLM" in templated  # the policy's own system prompt
+    responses = ["The capital of France is Paris.", "It is Lyon."]
+    body = {"query": [templated + r + "<|im_end|>" for r in responses], "prompts": [templated] * 2,
+            "labels": ["Paris is the capital of France."] * 2}
+    status, out = _post(service["http"] + "/get_reward", body)
+    assert status == 200, out
+    expected = client.reward([question[0]["content"]] * 2, responses, references=body["labels"])
+    assert out["rewards"] == pytest.approx(expected, abs=1e-5)
+    assert out["extra_logs"]["gram_unparsed_prompts"] == [0.0, 0.0]
+    broken = {"query": ["<|im_start|>user\nhi there"], "prompts": ["<|im_start|>user\nhi"], "labels": ["hello"]}
+    status, out = _post(service["http"] + "/get_reward", broken)
+    assert status == 200 and out["extra_logs"]["gram_unparsed_prompts"] == [1.0]  # judged as text, counted
+    status, out = _post(service["http"] + "/get_reward", {**body, "labels": ["ok", 3]})
+    assert status == 400 and out["error"] == "labels[1]: expected a non-empty string"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gram_ray.reasoning import SamplingConfig
@@ -48,6 +50,22 @@ class ReasoningConfig(BaseModel):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
 
+class OpenRLHFConfig(BaseModel):
+    """The HTTP route ``POST /get_reward`` that OpenRLHF's remote reward client calls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy_template: str = Field(
+        "auto", description="how to read the policy's chat-templated prompts: auto (ChatML, Llama 3, Gemma, Mistral "
+        "[INST], Phi-3, DeepSeek, plain text), one of those names, or a model spec / tokenizer directory whose chat "
+        "template decides (gram_ray/policy_chat.py)",
+    )
+    labels: Literal["reference", "ignore"] = Field(
+        "reference", description="reference: the request's labels (OpenRLHF's --label_key column) are the reference "
+        "answers each response is judged against; ignore: responses to one prompt are judged against the first",
+    )
+
+
 class AppConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -56,3 +74,4 @@ class AppConfig(BaseModel):
     grpc: GrpcConfig = Field(default_factory=GrpcConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
+    openrlhf: OpenRLHFConfig = Field(default_factory=OpenRLHFConfig)

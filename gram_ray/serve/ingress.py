@@ -23,10 +23,11 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from gram_ray.judge import Pair
+from gram_ray.policy_chat import PolicyTemplate
 from gram_ray.proto import gram_pb2 as pb
 from gram_ray.proto import gram_pb2_grpc
 from gram_ray.scorer import PairScore
-from gram_ray.serve.config import AppConfig
+from gram_ray.serve.config import AppConfig, OpenRLHFConfig
 from gram_ray.serve.scorer_deployment import PairJob
 from gram_ray.serve.service import ComparatorService, RequestError
 
@@ -91,6 +92,7 @@ class ComparatorIngress:
         if self.port == 0:
             raise RuntimeError(f"gRPC: could not bind {address}")
         await self.server.start()
+        self.policy_template = PolicyTemplate(self.config.openrlhf.policy_template)
         logger.info("gram.v1.RewardComparator listening on %s", _bind_address(self.config.grpc.host, self.port))
 
     async def _score_pairs(self, pairs: list[Pair], orders: str) -> list[PairScore]:
@@ -111,7 +113,7 @@ class ComparatorIngress:
         if request.method == "POST" and path.endswith("/get_reward"):
             try:
                 body = json.loads(await request.body())
-                return JSONResponse(await openrlhf_rewards(self.service, body))
+                return JSONResponse(await openrlhf_rewards(self.service, body, self.policy_template, self.config.openrlhf))
             except (RequestError, ValueError) as exc:
                 return JSONResponse({"error": getattr(exc, "message", str(exc))}, status_code=400)
         return JSONResponse({"error": f"no route {request.method} {path}; use POST /get_reward or GET /health"}, status_code=404)
@@ -120,13 +122,22 @@ class ComparatorIngress:
         await self.server.stop(grace=2.0)
 
 
-async def openrlhf_rewards(service: ComparatorService, body: Any) -> dict[str, Any]:
-    """OpenRLHF remote reward model: ``{"query": [...], "prompts": [...]}`` → ``{"rewards": [...]}``.
+async def openrlhf_rewards(
+    service: ComparatorService, body: Any, template: PolicyTemplate | None = None, config: OpenRLHFConfig | None = None,
+) -> dict[str, Any]:
+    """OpenRLHF remote reward model: ``{"query": [...], "prompts": [...], "labels": [...]}`` →
+    ``{"rewards": [...], "scores": [...], "extra_logs": {...}}``.
 
-    ``query[i]`` is prompt + response; the response is what follows ``prompts[i]``. With
-    ``references`` the reward is the log-odds of beating the reference; without, responses to the
-    same prompt form a group judged against its first response (reward 0).
+    ``prompts[i]`` is the policy's chat-templated prompt and ``query[i]`` that prompt + the response
+    + the policy's end-of-turn token. The conversation is recovered from the prompt
+    (:mod:`gram_ray.policy_chat`) and the end-of-turn stripped, so the judge reads what the dataset
+    holds. With ``labels`` (and ``openrlhf.labels: reference``; also the older ``references`` key)
+    the reward is the log-odds of beating that reference; without, responses to the same prompt
+    form a group judged against its first response (reward 0). Prompts no family parses are
+    judged as they came and counted in ``extra_logs.gram_unparsed_prompts``.
     """
+    template = template or PolicyTemplate("auto")
+    config = config or OpenRLHFConfig()
     if not isinstance(body, dict):
         raise ValueError("body: expected a JSON object")
     queries = body.get("query")
@@ -137,18 +148,28 @@ async def openrlhf_rewards(service: ComparatorService, body: Any) -> dict[str, A
         raise ValueError("prompts: missing (OpenRLHF sends the prompt of each query)")
     if not isinstance(prompts, list) or len(prompts) != len(queries):
         raise ValueError(f"prompts: expected a list of {len(queries)} strings, one per query")
-    references = body.get("references")
+    key = "references" if body.get("references") is not None else "labels"
+    references = body.get(key) if key == "references" or config.labels == "reference" else None
     if references is not None and (not isinstance(references, list) or len(references) != len(queries)):
-        raise ValueError(f"references: expected a list of {len(queries)} strings")
-    items = []
+        raise ValueError(f"{key}: expected a list of {len(queries)} strings, one per query")
+    items, unparsed = [], 0
     for i, (query, prompt) in enumerate(zip(queries, prompts, strict=True)):
         if not isinstance(prompt, str):
             raise ValueError(f"prompts[{i}]: expected a string")
-        response = query[len(prompt):] if query.startswith(prompt) else query
-        item = pb.RewardItem(prompt=pb.Prompt(text=prompt), response=response, group=prompt)
+        parsed = template.parse_prompt(prompt)
+        unparsed += parsed.family is None
+        response = template.clean_response(query[len(prompt):] if query.startswith(prompt) else query, parsed.family)
+        if isinstance(parsed.prompt, str):
+            prompt_proto = pb.Prompt(text=parsed.prompt)
+        else:
+            prompt_proto = pb.Prompt(conversation=pb.Conversation(
+                messages=[pb.ChatMessage(role=m["role"], content=m["content"]) for m in parsed.prompt]))
+        item = pb.RewardItem(prompt=prompt_proto, response=response, group=prompt)
         if references is not None:
+            if not isinstance(references[i], str) or not references[i]:
+                raise ValueError(f"{key}[{i}]: expected a non-empty string")
             item.reference = references[i]
         items.append(item)
     response = await service.reward(pb.RewardRequest(items=items))
     rewards = list(response.rewards)
-    return {"rewards": rewards, "scores": rewards}
+    return {"rewards": rewards, "scores": rewards, "extra_logs": {"gram_unparsed_prompts": [float(unparsed)] * len(rewards)}}
