@@ -257,3 +257,35 @@ def test_openrlhf_route_judges_the_conversation_not_the_policy_markup(service, c
     assert status == 200 and out["extra_logs"]["gram_unparsed_prompts"] == [1.0]  # judged as text, counted
     status, out = _post(service["http"] + "/get_reward", {**body, "labels": ["ok", 3]})
     assert status == 400 and out["error"] == "labels[1]: expected a non-empty string"
+
+
+@pytest.mark.parametrize("conversational", [True, False])
+def test_trl_grpo_trainer_trains_with_the_service_as_its_reward(service, smol_tokenizer, tmp_path, conversational):
+    """TRL's real GRPOTrainer (a tiny random policy, 2 steps) with `grpo_reward_function` as its only
+    reward: every reward call is answered and every logged step has a finite reward."""
+    import math
+
+    from conftest import tiny_llama
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    questions = ["What is 2+2?", "Name a colour.", "Say hello.", "What is the capital of France?"]
+    rows = [{"prompt": [{"role": "user", "content": q}] if conversational else q} for q in questions]
+    reward = grpo_reward_function(service["address"], timeout_s=60)
+    calls: list[list[float]] = []
+
+    def gram(prompts, completions, **kwargs):
+        calls.append(reward(prompts, completions, **kwargs))
+        return calls[-1]
+
+    args = GRPOConfig(
+        output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=4, num_generations=4,
+        max_completion_length=8, logging_steps=1, report_to=[], use_cpu=True, save_strategy="no",
+        temperature=1.0, seed=0,
+    )
+    trainer = GRPOTrainer(model=tiny_llama(smol_tokenizer, seed=1), reward_funcs=[gram], args=args,
+                          train_dataset=Dataset.from_list(rows), processing_class=smol_tokenizer)
+    trainer.train()
+    assert len(calls) >= 2 and all(len(c) == 4 and all(math.isfinite(r) for r in c) for c in calls)
+    logged = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
+    assert len(logged) == 2 and all(math.isfinite(r) for r in logged)
