@@ -24,7 +24,7 @@ import grpc
 from gram_ray.judge import Prompt
 from gram_ray.proto import gram_pb2 as pb
 from gram_ray.proto import gram_pb2_grpc
-from gram_ray.proto.enums import ORDERS, STRATEGIES
+from gram_ray.proto.enums import GROUP_SCORINGS, ORDERS, STRATEGIES
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 """Where ``serve_configs/gram.yaml`` binds the gRPC server."""
@@ -82,6 +82,7 @@ def reward_request(
     references: Sequence[str | None] | None = None,
     groups: Sequence[str] | None = None,
     orders: str = "both",
+    group_scoring: str = "anchor",
 ) -> pb.RewardRequest:
     if len(prompts) != len(responses):
         raise ValueError(f"responses: {len(responses)} responses for {len(prompts)} prompts")
@@ -93,7 +94,9 @@ def reward_request(
         if groups is not None:
             item.group = groups[i]
         items.append(item)
-    return pb.RewardRequest(items=items, orders=ORDERS[orders])
+    if group_scoring not in GROUP_SCORINGS:
+        raise ValueError(f"group_scoring: unknown {group_scoring!r} ({', '.join(GROUP_SCORINGS)})")
+    return pb.RewardRequest(items=items, orders=ORDERS[orders], group_scoring=GROUP_SCORINGS[group_scoring])
 
 
 def pair_result_dict(result: pb.PairResult) -> dict[str, Any]:
@@ -166,8 +169,9 @@ class GramClient:
         return rank_result_dict(self._call(self.stub.Rank, rank_request(prompt, responses, strategy, orders)))
 
     def reward(self, prompts: Sequence[Prompt], responses: Sequence[str], references: Sequence[str | None] | None = None,
-               groups: Sequence[str] | None = None, orders: str = "both") -> list[float]:
-        request = reward_request(prompts, responses, references, groups, orders)
+               groups: Sequence[str] | None = None, orders: str = "both", group_scoring: str = "anchor") -> list[float]:
+        """Rewards (log-odds of beating the reference, or per ``group_scoring`` within groups)."""
+        request = reward_request(prompts, responses, references, groups, orders, group_scoring)
         return list(self._call(self.stub.Reward, request).rewards)
 
     def health(self) -> dict[str, Any]:
@@ -220,8 +224,8 @@ class AsyncGramClient:
         return rank_result_dict(await self._call(self.stub.Rank, rank_request(prompt, responses, strategy, orders)))
 
     async def reward(self, prompts: Sequence[Prompt], responses: Sequence[str], references: Sequence[str | None] | None = None,
-                     groups: Sequence[str] | None = None, orders: str = "both") -> list[float]:
-        request = reward_request(prompts, responses, references, groups, orders)
+                     groups: Sequence[str] | None = None, orders: str = "both", group_scoring: str = "anchor") -> list[float]:
+        request = reward_request(prompts, responses, references, groups, orders, group_scoring)
         return list((await self._call(self.stub.Reward, request)).rewards)
 
     async def health(self) -> dict[str, Any]:
@@ -249,14 +253,20 @@ def _completion_text(completion: Any) -> str:
     return "".join(m["content"] for m in completion if m.get("role", "assistant") == "assistant")
 
 
-def grpo_reward_function(address: str = DEFAULT_ADDRESS, **client_kwargs: Any) -> Callable[..., list[float]]:
+def grpo_reward_function(
+    address: str = DEFAULT_ADDRESS, group_scoring: str = "anchor", **client_kwargs: Any,
+) -> Callable[..., list[float]]:
     """A reward function for TRL's ``GRPOTrainer(reward_funcs=[...])``.
 
     ``reward_fn(prompts, completions, **kwargs) -> list[float]``: the log-odds that each completion
     beats its reference. A dataset column ``reference`` (e.g. the policy's greedy response) is used
-    when present; otherwise the completions of each prompt (a GRPO group) are judged against the
-    group's first completion, whose reward is 0 — GRPO normalises rewards within the group anyway.
+    when present; otherwise the completions of each prompt (a GRPO group) are scored within the
+    group by ``group_scoring``: ``anchor`` (each against the group's first, whose reward is 0; n-1
+    comparisons, the cheapest: GRPO normalises rewards within the group anyway), ``circular`` (each
+    against the next; n) or ``all_pairs`` (Bradley-Terry strengths from all n(n-1)/2 comparisons).
     """
+    if group_scoring not in GROUP_SCORINGS:
+        raise ValueError(f"group_scoring: unknown {group_scoring!r} ({', '.join(GROUP_SCORINGS)})")
     client = GramClient(address, **client_kwargs)
 
     def gram_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
@@ -268,6 +278,7 @@ def grpo_reward_function(address: str = DEFAULT_ADDRESS, **client_kwargs: Any) -
             [_completion_text(c) for c in completions],
             references=list(references) if references is not None else None,
             groups=groups,
+            group_scoring=group_scoring,
         )
 
     gram_reward.client = client  # type: ignore[attr-defined]

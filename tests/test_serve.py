@@ -289,3 +289,32 @@ def test_trl_grpo_trainer_trains_with_the_service_as_its_reward(service, smol_to
     assert len(calls) >= 2 and all(len(c) == 4 and all(math.isfinite(r) for r in c) for c in calls)
     logged = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
     assert len(logged) == 2 and all(math.isfinite(r) for r in logged)
+
+
+def test_group_scoring_anchor_circular_all_pairs(client, offline):
+    """Within a group (no reference): anchor judges each against the first (n-1 comparisons, the first
+    gets 0), circular each against the next (n), all_pairs all n(n-1)/2 with Bradley-Terry strengths
+    (mean 0). The rewards equal the offline scorer's verdicts on the same pairs."""
+    from gram_ray.proto.enums import GROUP_SCORINGS
+    from gram_ray.serve.service import group_comparisons
+
+    responses = RESPONSES[:4]
+    p = {(i, j): offline.score([Pair(PROMPT, responses[i], responses[j])])[0].p_a_better for i in range(4) for j in range(4) if i != j}
+    anchor = client.reward([PROMPT] * 4, responses, group_scoring="anchor")
+    assert anchor[0] == 0.0 and anchor[1:] == pytest.approx([judge.log_odds(p[(i, 0)]) for i in (1, 2, 3)], abs=1e-4)
+    circular = client.reward([PROMPT] * 4, responses, group_scoring="circular")
+    assert circular == pytest.approx([judge.log_odds(p[(i, (i + 1) % 4)]) for i in range(4)], abs=1e-4)
+    strengths = ranking.fit_bradley_terry(4, [(i, j) for i in range(4) for j in range(i + 1, 4)],
+                                          [p[(i, j)] for i in range(4) for j in range(i + 1, 4)])
+    mean = sum(strengths) / 4
+    all_pairs = client.reward([PROMPT] * 4, responses, group_scoring="all_pairs")
+    assert all_pairs == pytest.approx([s - mean for s in strengths], abs=1e-3) and sum(all_pairs) == pytest.approx(0, abs=1e-6)
+    costs = {name: client._call(client.stub.Reward, pb.RewardRequest(
+        items=[pb.RewardItem(prompt=pb.Prompt(text=PROMPT), response=r) for r in responses],
+        group_scoring=value)).comparisons for name, value in GROUP_SCORINGS.items()}
+    assert costs == {"anchor": 3, "circular": 4, "all_pairs": 6}
+    assert [len(group_comparisons(n, "all_pairs")) for n in (1, 2, 5)] == [0, 1, 10]
+    with pytest.raises(grpc.RpcError) as err:
+        client._call(client.stub.Reward, pb.RewardRequest(items=[pb.RewardItem(prompt=pb.Prompt(text="q"), response="a")],
+                                                         group_scoring=9))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "group_scoring" in err.value.details()

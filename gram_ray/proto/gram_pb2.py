@@ -24,17 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gram_ray/proto/gram.proto\x12\x07gram.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"6\n\x0c\x43onversation\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.gram.v1.ChatMessage\"O\n\x06Prompt\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12-\n\x0c\x63onversation\x18\x02 \x01(\x0b\x32\x15.gram.v1.ConversationH\x00\x42\x06\n\x04kind\"D\n\nTruncation\x12\x0e\n\x06prompt\x18\x01 \x01(\x08\x12\x12\n\nresponse_a\x18\x02 \x01(\x08\x12\x12\n\nresponse_b\x18\x03 \x01(\x08\"O\n\x04Pair\x12\x1f\n\x06prompt\x18\x01 \x01(\x0b\x32\x0f.gram.v1.Prompt\x12\x12\n\nresponse_a\x18\x02 \x01(\t\x12\x12\n\nresponse_b\x18\x03 \x01(\t\"q\n\x0e\x43ompareRequest\x12\x1c\n\x05pairs\x18\x01 \x03(\x0b\x32\r.gram.v1.Pair\x12\x1f\n\x06orders\x18\x02 \x01(\x0e\x32\x0f.gram.v1.Orders\x12\x11\n\treasoning\x18\x03 \x01(\x08\x12\r\n\x05votes\x18\x04 \x01(\x05\"9\n\tRationale\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x07verdict\x18\x02 \x01(\t\x12\r\n\x05order\x18\x03 \x01(\t\"\xac\x01\n\nPairResult\x12\x12\n\np_a_better\x18\x01 \x01(\x01\x12\x0c\n\x04p_ab\x18\x02 \x01(\x01\x12\x11\n\x04p_ba\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12&\n\ttruncated\x18\x04 \x01(\x0b\x32\x13.gram.v1.Truncation\x12&\n\nrationales\x18\x05 \x03(\x0b\x32\x12.gram.v1.Rationale\x12\x10\n\x08unparsed\x18\x06 \x01(\x05\x42\x07\n\x05_p_ba\"7\n\x0f\x43ompareResponse\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.gram.v1.PairResult\"\x8b\x01\n\x0bRankRequest\x12\x1f\n\x06prompt\x18\x01 \x01(\x0b\x32\x0f.gram.v1.Prompt\x12\x11\n\tresponses\x18\x02 \x03(\t\x12\'\n\x08strategy\x18\x03 \x01(\x0e\x32\x15.gram.v1.RankStrategy\x12\x1f\n\x06orders\x18\x04 \x01(\x0e\x32\x0f.gram.v1.Orders\"X\n\x0cRankResponse\x12\x0f\n\x07ranking\x18\x01 \x03(\x05\x12\x0e\n\x06scores\x18\x02 \x03(\x01\x12\x12\n\nbest_index\x18\x03 \x01(\x05\x12\x13\n\x0b\x63omparisons\x18\x04 \x01(\x05\"t\n\nRewardItem\x12\x1f\n\x06prompt\x18\x01 \x01(\x0b\x32\x0f.gram.v1.Prompt\x12\x10\n\x08response\x18\x02 \x01(\t\x12\x16\n\treference\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05group\x18\x04 \x01(\tB\x0c\n\n_reference\"T\n\rRewardRequest\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.gram.v1.RewardItem\x12\x1f\n\x06orders\x18\x02 \x01(\x0e\x32\x0f.gram.v1.Orders\"3\n\x0eRewardResponse\x12\x0f\n\x07rewards\x18\x01 \x03(\x01\x12\x10\n\x08p_better\x18\x02 \x03(\x01\"\x0f\n\rHealthRequest\"\xec\x01\n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x04 \x01(\t\x12\x17\n\x0fverdict_token_a\x18\x05 \x01(\t\x12\x17\n\x0fverdict_token_b\x18\x06 \x01(\t\x12\x19\n\x11max_prompt_tokens\x18\x07 \x01(\x05\x12\x1b\n\x13max_response_tokens\x18\x08 \x01(\x05\x12\x1d\n\x15max_pairs_per_request\x18\t \x01(\x05\x12\x0f\n\x07version\x18\n \x01(\t*@\n\x06Orders\x12\x16\n\x12ORDERS_UNSPECIFIED\x10\x00\x12\x0f\n\x0bORDERS_BOTH\x10\x01\x12\r\n\tORDERS_AB\x10\x02*\x86\x01\n\x0cRankStrategy\x12\x1d\n\x19RANK_STRATEGY_UNSPECIFIED\x10\x00\x12\x1a\n\x16RANK_STRATEGY_KNOCKOUT\x10\x01\x12\x1c\n\x18RANK_STRATEGY_TOURNAMENT\x10\x02\x12\x1d\n\x19RANK_STRATEGY_ROUND_ROBIN\x10\x03\x32\xfb\x01\n\x10RewardComparator\x12<\n\x07\x43ompare\x12\x17.gram.v1.CompareRequest\x1a\x18.gram.v1.CompareResponse\x12\x33\n\x04Rank\x12\x14.gram.v1.RankRequest\x1a\x15.gram.v1.RankResponse\x12\x39\n\x06Reward\x12\x16.gram.v1.RewardRequest\x1a\x17.gram.v1.RewardResponse\x12\x39\n\x06Health\x12\x16.gram.v1.HealthRequest\x1a\x17.gram.v1.HealthResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19gram_ray/proto/gram.proto\x12\x07gram.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"6\n\x0c\x43onversation\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.gram.v1.ChatMessage\"O\n\x06Prompt\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12-\n\x0c\x63onversation\x18\x02 \x01(\x0b\x32\x15.gram.v1.ConversationH\x00\x42\x06\n\x04kind\"D\n\nTruncation\x12\x0e\n\x06prompt\x18\x01 \x01(\x08\x12\x12\n\nresponse_a\x18\x02 \x01(\x08\x12\x12\n\nresponse_b\x18\x03 \x01(\x08\"O\n\x04Pair\x12\x1f\n\x06prompt\x18\x01 \x01(\x0b\x32\x0f.gram.v1.Prompt\x12\x12\n\nresponse_a\x18\x02 \x01(\t\x12\x12\n\nresponse_b\x18\x03 \x01(\t\"q\n\x0e\x43ompareRequest\x12\x1c\n\x05pairs\x18\x01 \x03(\x0b\x32\r.gram.v1.Pair\x12\x1f\n\x06orders\x18\x02 \x01(\x0e\x32\x0f.gram.v1.Orders\x12\x11\n\treasoning\x18\x03 \x01(\x08\x12\r\n\x05votes\x18\x04 \x01(\x05\"9\n\tRationale\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x0f\n\x07verdict\x18\x02 \x01(\t\x12\r\n\x05order\x18\x03 \x01(\t\"\xac\x01\n\nPairResult\x12\x12\n\np_a_better\x18\x01 \x01(\x01\x12\x0c\n\x04p_ab\x18\x02 \x01(\x01\x12\x11\n\x04p_ba\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12&\n\ttruncated\x18\x04 \x01(\x0b\x32\x13.gram.v1.Truncation\x12&\n\nrationales\x18\x05 \x03(\x0b\x32\x12.gram.v1.Rationale\x12\x10\n\x08unparsed\x18\x06 \x01(\x05\x42\x07\n\x05_p_ba\"7\n\x0f\x43ompareResponse\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.gram.v1.PairResult\"\x8b\x01\n\x0bRankRequest\x12\x1f\n\x06prompt\x18\x01 \x01(\x0b\x32\x0f.gram.v1.Prompt\x12\x11\n\tresponses\x18\x02 \x03(\t\x12\'\n\x08strategy\x18\x03 \x01(\x0e\x32\x15.gram.v1.RankStrategy\x12\x1f\n\x06orders\x18\x04 \x01(\x0e\x32\x0f.gram.v1.Orders\"X\n\x0cRankResponse\x12\x0f\n\x07ranking\x18\x01 \x03(\x05\x12\x0e\n\x06scores\x18\x02 \x03(\x01\x12\x12\n\nbest_index\x18\x03 \x01(\x05\x12\x13\n\x0b\x63omparisons\x18\x04 \x01(\x05\"t\n\nRewardItem\x12\x1f\n\x06prompt\x18\x01 \x01(\x0b\x32\x0f.gram.v1.Prompt\x12\x10\n\x08response\x18\x02 \x01(\t\x12\x16\n\treference\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\r\n\x05group\x18\x04 \x01(\tB\x0c\n\n_reference\"\x82\x01\n\rRewardRequest\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.gram.v1.RewardItem\x12\x1f\n\x06orders\x18\x02 \x01(\x0e\x32\x0f.gram.v1.Orders\x12,\n\rgroup_scoring\x18\x03 \x01(\x0e\x32\x15.gram.v1.GroupScoring\"H\n\x0eRewardResponse\x12\x0f\n\x07rewards\x18\x01 \x03(\x01\x12\x10\n\x08p_better\x18\x02 \x03(\x01\x12\x13\n\x0b\x63omparisons\x18\x03 \x01(\x05\"\x0f\n\rHealthRequest\"\xec\x01\n\x0eHealthResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61\x63kbone\x18\x03 \x01(\t\x12\x0f\n\x07\x61\x64\x61pter\x18\x04 \x01(\t\x12\x17\n\x0fverdict_token_a\x18\x05 \x01(\t\x12\x17\n\x0fverdict_token_b\x18\x06 \x01(\t\x12\x19\n\x11max_prompt_tokens\x18\x07 \x01(\x05\x12\x1b\n\x13max_response_tokens\x18\x08 \x01(\x05\x12\x1d\n\x15max_pairs_per_request\x18\t \x01(\x05\x12\x0f\n\x07version\x18\n \x01(\t*@\n\x06Orders\x12\x16\n\x12ORDERS_UNSPECIFIED\x10\x00\x12\x0f\n\x0bORDERS_BOTH\x10\x01\x12\r\n\tORDERS_AB\x10\x02*\x86\x01\n\x0cRankStrategy\x12\x1d\n\x19RANK_STRATEGY_UNSPECIFIED\x10\x00\x12\x1a\n\x16RANK_STRATEGY_KNOCKOUT\x10\x01\x12\x1c\n\x18RANK_STRATEGY_TOURNAMENT\x10\x02\x12\x1d\n\x19RANK_STRATEGY_ROUND_ROBIN\x10\x03*\x80\x01\n\x0cGroupScoring\x12\x1d\n\x19GROUP_SCORING_UNSPECIFIED\x10\x00\x12\x18\n\x14GROUP_SCORING_ANCHOR\x10\x01\x12\x1a\n\x16GROUP_SCORING_CIRCULAR\x10\x02\x12\x1b\n\x17GROUP_SCORING_ALL_PAIRS\x10\x03\x32\xfb\x01\n\x10RewardComparator\x12<\n\x07\x43ompare\x12\x17.gram.v1.CompareRequest\x1a\x18.gram.v1.CompareResponse\x12\x33\n\x04Rank\x12\x14.gram.v1.RankRequest\x1a\x15.gram.v1.RankResponse\x12\x39\n\x06Reward\x12\x16.gram.v1.RewardRequest\x1a\x17.gram.v1.RewardResponse\x12\x39\n\x06Health\x12\x16.gram.v1.HealthRequest\x1a\x17.gram.v1.HealthResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gram_ray.proto.gram_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERS']._serialized_start=1523
-  _globals['_ORDERS']._serialized_end=1587
-  _globals['_RANKSTRATEGY']._serialized_start=1590
-  _globals['_RANKSTRATEGY']._serialized_end=1724
+  _globals['_ORDERS']._serialized_start=1591
+  _globals['_ORDERS']._serialized_end=1655
+  _globals['_RANKSTRATEGY']._serialized_start=1658
+  _globals['_RANKSTRATEGY']._serialized_end=1792
+  _globals['_GROUPSCORING']._serialized_start=1795
+  _globals['_GROUPSCORING']._serialized_end=1923
   _globals['_CHATMESSAGE']._serialized_start=38
   _globals['_CHATMESSAGE']._serialized_end=82
   _globals['_CONVERSATION']._serialized_start=84
@@ -59,14 +61,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RANKRESPONSE']._serialized_end=1008
   _globals['_REWARDITEM']._serialized_start=1010
   _globals['_REWARDITEM']._serialized_end=1126
-  _globals['_REWARDREQUEST']._serialized_start=1128
-  _globals['_REWARDREQUEST']._serialized_end=1212
-  _globals['_REWARDRESPONSE']._serialized_start=1214
-  _globals['_REWARDRESPONSE']._serialized_end=1265
-  _globals['_HEALTHREQUEST']._serialized_start=1267
-  _globals['_HEALTHREQUEST']._serialized_end=1282
-  _globals['_HEALTHRESPONSE']._serialized_start=1285
-  _globals['_HEALTHRESPONSE']._serialized_end=1521
-  _globals['_REWARDCOMPARATOR']._serialized_start=1727
-  _globals['_REWARDCOMPARATOR']._serialized_end=1978
+  _globals['_REWARDREQUEST']._serialized_start=1129
+  _globals['_REWARDREQUEST']._serialized_end=1259
+  _globals['_REWARDRESPONSE']._serialized_start=1261
+  _globals['_REWARDRESPONSE']._serialized_end=1333
+  _globals['_HEALTHREQUEST']._serialized_start=1335
+  _globals['_HEALTHREQUEST']._serialized_end=1350
+  _globals['_HEALTHRESPONSE']._serialized_start=1353
+  _globals['_HEALTHRESPONSE']._serialized_end=1589
+  _globals['_REWARDCOMPARATOR']._serialized_start=1926
+  _globals['_REWARDCOMPARATOR']._serialized_end=2177
 # @@protoc_insertion_point(module_scope)

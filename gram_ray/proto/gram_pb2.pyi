@@ -19,6 +19,13 @@ class RankStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RANK_STRATEGY_KNOCKOUT: _ClassVar[RankStrategy]
     RANK_STRATEGY_TOURNAMENT: _ClassVar[RankStrategy]
     RANK_STRATEGY_ROUND_ROBIN: _ClassVar[RankStrategy]
+
+class GroupScoring(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GROUP_SCORING_UNSPECIFIED: _ClassVar[GroupScoring]
+    GROUP_SCORING_ANCHOR: _ClassVar[GroupScoring]
+    GROUP_SCORING_CIRCULAR: _ClassVar[GroupScoring]
+    GROUP_SCORING_ALL_PAIRS: _ClassVar[GroupScoring]
 ORDERS_UNSPECIFIED: Orders
 ORDERS_BOTH: Orders
 ORDERS_AB: Orders
@@ -26,6 +33,10 @@ RANK_STRATEGY_UNSPECIFIED: RankStrategy
 RANK_STRATEGY_KNOCKOUT: RankStrategy
 RANK_STRATEGY_TOURNAMENT: RankStrategy
 RANK_STRATEGY_ROUND_ROBIN: RankStrategy
+GROUP_SCORING_UNSPECIFIED: GroupScoring
+GROUP_SCORING_ANCHOR: GroupScoring
+GROUP_SCORING_CIRCULAR: GroupScoring
+GROUP_SCORING_ALL_PAIRS: GroupScoring
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "content")
@@ -150,20 +161,24 @@ class RewardItem(_message.Message):
     def __init__(self, prompt: _Optional[_Union[Prompt, _Mapping]] = ..., response: _Optional[str] = ..., reference: _Optional[str] = ..., group: _Optional[str] = ...) -> None: ...
 
 class RewardRequest(_message.Message):
-    __slots__ = ("items", "orders")
+    __slots__ = ("items", "orders", "group_scoring")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     ORDERS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SCORING_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RewardItem]
     orders: Orders
-    def __init__(self, items: _Optional[_Iterable[_Union[RewardItem, _Mapping]]] = ..., orders: _Optional[_Union[Orders, str]] = ...) -> None: ...
+    group_scoring: GroupScoring
+    def __init__(self, items: _Optional[_Iterable[_Union[RewardItem, _Mapping]]] = ..., orders: _Optional[_Union[Orders, str]] = ..., group_scoring: _Optional[_Union[GroupScoring, str]] = ...) -> None: ...
 
 class RewardResponse(_message.Message):
-    __slots__ = ("rewards", "p_better")
+    __slots__ = ("rewards", "p_better", "comparisons")
     REWARDS_FIELD_NUMBER: _ClassVar[int]
     P_BETTER_FIELD_NUMBER: _ClassVar[int]
+    COMPARISONS_FIELD_NUMBER: _ClassVar[int]
     rewards: _containers.RepeatedScalarFieldContainer[float]
     p_better: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, rewards: _Optional[_Iterable[float]] = ..., p_better: _Optional[_Iterable[float]] = ...) -> None: ...
+    comparisons: int
+    def __init__(self, rewards: _Optional[_Iterable[float]] = ..., p_better: _Optional[_Iterable[float]] = ..., comparisons: _Optional[int] = ...) -> None: ...
 
 class HealthRequest(_message.Message):
     __slots__ = ()

@@ -62,7 +62,11 @@ class OpenRLHFConfig(BaseModel):
     )
     labels: Literal["reference", "ignore"] = Field(
         "reference", description="reference: the request's labels (OpenRLHF's --label_key column) are the reference "
-        "answers each response is judged against; ignore: responses to one prompt are judged against the first",
+        "answers each response is judged against; ignore: responses to one prompt are scored within their group",
+    )
+    group_scoring: Literal["anchor", "circular", "all_pairs"] = Field(
+        "anchor", description="without labels, how a prompt's responses are scored: anchor (each against the "
+        "first; n-1 comparisons), circular (each against the next; n), all_pairs (Bradley-Terry; n(n-1)/2)",
     )
 
 

@@ -26,6 +26,7 @@ from gram_ray.judge import Pair
 from gram_ray.policy_chat import PolicyTemplate
 from gram_ray.proto import gram_pb2 as pb
 from gram_ray.proto import gram_pb2_grpc
+from gram_ray.proto.enums import GROUP_SCORINGS
 from gram_ray.scorer import PairScore
 from gram_ray.serve.config import AppConfig, OpenRLHFConfig
 from gram_ray.serve.scorer_deployment import PairJob
@@ -170,6 +171,8 @@ async def openrlhf_rewards(
                 raise ValueError(f"{key}[{i}]: expected a non-empty string")
             item.reference = references[i]
         items.append(item)
-    response = await service.reward(pb.RewardRequest(items=items))
+    response = await service.reward(pb.RewardRequest(items=items, group_scoring=GROUP_SCORINGS[config.group_scoring]))
     rewards = list(response.rewards)
-    return {"rewards": rewards, "scores": rewards, "extra_logs": {"gram_unparsed_prompts": [float(unparsed)] * len(rewards)}}
+    n = len(rewards)
+    return {"rewards": rewards, "scores": rewards, "extra_logs": {
+        "gram_unparsed_prompts": [float(unparsed)] * n, "gram_comparisons": [float(response.comparisons)] * n}}

@@ -9,6 +9,7 @@ names the field, e.g. ``pairs[2].response_b: empty``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,13 @@ import grpc
 from gram_ray import __version__, judge, ranking
 from gram_ray.judge import Pair, Prompt
 from gram_ray.proto import gram_pb2 as pb
-from gram_ray.proto.enums import DEFAULT_STRATEGY, ORDER_NAMES, STRATEGY_NAMES
+from gram_ray.proto.enums import (
+    DEFAULT_GROUP_SCORING,
+    DEFAULT_STRATEGY,
+    GROUP_SCORING_NAMES,
+    ORDER_NAMES,
+    STRATEGY_NAMES,
+)
 from gram_ray.scorer import PairScore
 from gram_ray.serve.config import LimitsConfig, ReasoningConfig
 
@@ -157,28 +164,51 @@ class ComparatorService:
     async def reward(self, request: pb.RewardRequest) -> pb.RewardResponse:
         self._count(len(request.items), self.limits.max_reward_items, "items")
         orders = self._orders(request.orders)
+        if request.group_scoring == pb.GROUP_SCORING_UNSPECIFIED:
+            scoring = DEFAULT_GROUP_SCORING
+        elif request.group_scoring in GROUP_SCORING_NAMES:
+            scoring = GROUP_SCORING_NAMES[request.group_scoring]
+        else:
+            raise invalid("group_scoring", f"unknown value {request.group_scoring} ({', '.join(GROUP_SCORING_NAMES.values())})")
         pairs: list[Pair] = []
-        slots: list[int] = []  # item index of each pair
-        group_first: dict[str, int] = {}
-        p_better = [0.5] * len(request.items)
+        slots: list[tuple[int, int | None]] = []  # per pair: (item, the group member it was judged against)
+        groups: dict[str, list[int]] = {}
+        prompts: list[Prompt] = []
         for i, item in enumerate(request.items):
             prompt = self._prompt(item.prompt, f"items[{i}].prompt")
             response = self._text(item.response, f"items[{i}].response")
+            prompts.append(prompt)
             if item.HasField("reference"):
-                reference = self._text(item.reference, f"items[{i}].reference")
+                pairs.append(Pair(prompt, response, self._text(item.reference, f"items[{i}].reference")))
+                slots.append((i, None))
             else:
-                # No reference: the first item of the group is the baseline (reward 0).
-                key = item.group or judge.render_question(prompt)
-                if key not in group_first:
-                    group_first[key] = i
-                    continue
-                reference = request.items[group_first[key]].response
-            pairs.append(Pair(prompt, response, reference))
-            slots.append(i)
-        if pairs:
-            for i, result in zip(slots, await self.score_pairs(pairs, orders), strict=True):
-                p_better[i] = result.p_a_better
-        return pb.RewardResponse(rewards=[judge.log_odds(p) for p in p_better], p_better=p_better)
+                groups.setdefault(item.group or judge.render_question(prompt), []).append(i)
+        for members in groups.values():
+            for i, j in group_comparisons(len(members), scoring):
+                a, b = members[i], members[j]
+                pairs.append(Pair(prompts[a], request.items[a].response, request.items[b].response))
+                slots.append((a, b))
+        if len(pairs) > self.limits.max_pairs_per_request:
+            raise too_large("items", f"{len(pairs)} comparisons ({scoring}), over the limit of {self.limits.max_pairs_per_request}")
+        scores = [r.p_a_better for r in await self.score_pairs(pairs, orders)] if pairs else []
+        rewards = [0.0] * len(request.items)
+        p_better = [0.5] * len(request.items)
+        outcomes: list[tuple[int, int, float]] = []  # all_pairs: (item, item, p) within groups
+        for (a, b), p in zip(slots, scores, strict=True):
+            if b is not None and scoring == "all_pairs":
+                outcomes.append((a, b, p))
+            else:
+                rewards[a], p_better[a] = judge.log_odds(p), p
+        if scoring == "all_pairs":
+            for members in groups.values():
+                index = {item: k for k, item in enumerate(members)}
+                mine = [(index[a], index[b], p) for a, b, p in outcomes if a in index]
+                strengths = ranking.fit_bradley_terry(len(members), [(x, y) for x, y, _ in mine], [p for _, _, p in mine])
+                mean = sum(strengths) / len(strengths)
+                for item, strength in zip(members, strengths, strict=True):
+                    rewards[item] = strength - mean
+                    p_better[item] = 1.0 / (1.0 + math.exp(-(strength - mean)))
+        return pb.RewardResponse(rewards=rewards, p_better=p_better, comparisons=len(pairs))
 
     def health(self) -> pb.HealthResponse:
         info = self.model_info
@@ -194,6 +224,20 @@ class ComparatorService:
             max_pairs_per_request=self.limits.max_pairs_per_request,
             version=__version__,
         )
+
+
+def group_comparisons(n: int, scoring: str) -> list[tuple[int, int]]:
+    """The (member, judged-against) pairs a group of ``n`` needs: ``anchor`` n-1 (each against the
+    first, which gets reward 0), ``circular`` n (each against the next), ``all_pairs`` n(n-1)/2."""
+    if n < 2:
+        return []
+    if scoring == "anchor":
+        return [(i, 0) for i in range(1, n)]
+    if scoring == "circular":
+        return [(i, (i + 1) % n) for i in range(n)]
+    if scoring == "all_pairs":
+        return [(i, j) for i in range(n) for j in range(i + 1, n)]
+    raise ValueError(f"group_scoring: unknown {scoring!r} (anchor, circular, all_pairs)")
 
 
 def _pair_result(score: PairScore) -> pb.PairResult:
