@@ -237,15 +237,23 @@ def test_openrlhf_http_route(service):
     assert status == 400 and "query" in body["error"]
 
 
-def test_openrlhf_route_judges_the_conversation_not_the_policy_markup(service, client, smol_tokenizer):
-    """OpenRLHF's stock request (a chat-templated prompt, query = prompt + response + end-of-turn,
-    labels = the dataset's reference answers): the reward equals `Reward` on the plain conversation
-    against the label, the policy's system prompt and markup gone."""
+@pytest.mark.parametrize("family", ["chatml", "llama3", "gemma"])
+def test_openrlhf_route_judges_the_conversation_not_the_policy_markup(service, client, smol_tokenizer, family):
+    """OpenRLHF's stock request, as openrlhf/utils/remote_rm_utils.py (remote_rm_fn_ray) posts it:
+    ``{"query": prompt + response + end-of-turn, "prompts": the chat-templated prompt, "labels": the
+    dataset's reference answers}``, with prompts from three chat templates (SmolLM2's own ChatML with
+    its default system prompt, and Jinja renderings of Llama 3 and Gemma). The reward equals `Reward`
+    on the plain conversation against the label: the policy's system prompt and markup are gone."""
+    from test_policy_chat import GEMMA, LLAMA3
+
+    template, bos, end = {"chatml": (None, None, "<|im_end|>"), "llama3": (LLAMA3, "<|begin_of_text|>", "<|eot_id|>"),
+                          "gemma": (GEMMA, "<bos>", "<end_of_turn>")}[family]
     question = [{"role": "user", "content": "What is the capital of France?"}]
-    templated = smol_tokenizer.apply_chat_template(question, tokenize=False, add_generation_prompt=True)
-    assert "You are a helpful AI assistant named SmolLM" in templated  # the policy's own system prompt
+    templated = smol_tokenizer.apply_chat_template(question, chat_template=template, tokenize=False,
+                                                   add_generation_prompt=True, **({"bos_token": bos} if bos else {}))
+    assert templated != question[0]["content"]
     responses = ["The capital of France is Paris.", "It is Lyon."]
-    body = {"query": [templated + r + "<|im_end|>" for r in responses], "prompts": [templated] * 2,
+    body = {"query": [templated + r + end for r in responses], "prompts": [templated] * 2,
             "labels": ["Paris is the capital of France."] * 2}
     status, out = _post(service["http"] + "/get_reward", body)
     assert status == 200, out
