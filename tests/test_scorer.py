@@ -124,3 +124,23 @@ def test_scores_real_pairs_with_long_responses(scorer, labeled_rows):
     results = scorer.score([r.pair for r in labeled_rows])
     assert len(results) == len(labeled_rows)
     assert all(0.0 <= r.p_a_better <= 1.0 for r in results)
+
+
+def test_budgets_default_to_the_models_training_record(tiny_model_dir, tmp_path):
+    """A judge is served at the token budgets it was trained at (gram_training.json beside the model),
+    unless the config says otherwise; a model without a record gets 1,024."""
+    import json
+    import shutil
+
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_model_dir, trained)
+    (trained / "gram_training.json").write_text(json.dumps({"config": {"max_prompt_tokens": 192, "max_response_tokens": 256}}))
+    scorer = GramScorer.from_config(ScorerConfig(model=str(trained), dtype="float32"))
+    assert (scorer.config.max_prompt_tokens, scorer.config.max_response_tokens) == (192, 256)
+    assert scorer.info()["max_response_tokens"] == 256
+    (truncated,) = scorer.score([Pair("q", "word " * 300, "short")])
+    assert truncated.truncated.response_a and not truncated.truncated.response_b
+    override = GramScorer.from_config(ScorerConfig(model=str(trained), dtype="float32", max_response_tokens=512))
+    assert override.config.max_response_tokens == 512 and override.config.max_prompt_tokens == 192
+    plain = GramScorer.from_config(ScorerConfig(model=str(tiny_model_dir), dtype="float32"))
+    assert (plain.config.max_prompt_tokens, plain.config.max_response_tokens) == (1024, 1024)
