@@ -86,11 +86,16 @@ class ComparatorService:
         return messages
 
     def _orders(self, value: int, field: str = "orders") -> str:
-        if value == pb.ORDERS_UNSPECIFIED:
-            return self.default_orders
-        if value not in ORDER_NAMES:
-            raise invalid(field, f"unknown value {value}")
-        return ORDER_NAMES[value]
+        return self._enum(value, ORDER_NAMES, self.default_orders, field)
+
+    @staticmethod
+    def _enum(value: int, names: dict[int, str], default: str, field: str) -> str:
+        """An API enum as its name: UNSPECIFIED (0) is ``default``; an unknown value is INVALID_ARGUMENT."""
+        if value == 0:
+            return default
+        if value not in names:
+            raise invalid(field, f"unknown value {value} ({', '.join(names.values())})")
+        return names[value]
 
     def _count(self, n: int, limit: int, field: str) -> None:
         if n == 0:
@@ -144,12 +149,7 @@ class ComparatorService:
         if n > self.limits.max_rank_responses:
             raise too_large("responses", f"{n} responses, over the limit of {self.limits.max_rank_responses}")
         responses = [self._text(r, f"responses[{i}]") for i, r in enumerate(request.responses)]
-        if request.strategy == pb.RANK_STRATEGY_UNSPECIFIED:
-            strategy = DEFAULT_STRATEGY
-        elif request.strategy in STRATEGY_NAMES:
-            strategy = STRATEGY_NAMES[request.strategy]
-        else:
-            raise invalid("strategy", f"unknown value {request.strategy} ({', '.join(STRATEGY_NAMES.values())})")
+        strategy = self._enum(request.strategy, STRATEGY_NAMES, DEFAULT_STRATEGY, "strategy")
         orders = self._orders(request.orders)
 
         async def compare(indices: list[tuple[int, int]]) -> list[float]:
@@ -164,12 +164,7 @@ class ComparatorService:
     async def reward(self, request: pb.RewardRequest) -> pb.RewardResponse:
         self._count(len(request.items), self.limits.max_reward_items, "items")
         orders = self._orders(request.orders)
-        if request.group_scoring == pb.GROUP_SCORING_UNSPECIFIED:
-            scoring = DEFAULT_GROUP_SCORING
-        elif request.group_scoring in GROUP_SCORING_NAMES:
-            scoring = GROUP_SCORING_NAMES[request.group_scoring]
-        else:
-            raise invalid("group_scoring", f"unknown value {request.group_scoring} ({', '.join(GROUP_SCORING_NAMES.values())})")
+        scoring = self._enum(request.group_scoring, GROUP_SCORING_NAMES, DEFAULT_GROUP_SCORING, "group_scoring")
         pairs: list[Pair] = []
         slots: list[tuple[int, int | None]] = []  # per pair: (item, the group member it was judged against)
         groups: dict[str, list[int]] = {}
