@@ -14,9 +14,11 @@ reward function with TRL's GRPO signature.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -132,22 +134,43 @@ def health_dict(response: pb.HealthResponse) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 
 
+TOKEN_ENV = "GRAM_RAY_AUTH_TOKEN"
+"""Where clients (and, by default, the service) find the bearer token."""
+
+
+def _auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    token = token if token is not None else os.environ.get(TOKEN_ENV)
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def _channel(module: Any, address: str, tls_ca_file: str | None) -> Any:
+    """A channel to ``address``: TLS when ``tls_ca_file`` (the CA or self-signed certificate to trust) is given."""
+    options = [("grpc.max_send_message_length", _MAX_MESSAGE), ("grpc.max_receive_message_length", _MAX_MESSAGE)]
+    if tls_ca_file is None:
+        return module.insecure_channel(address, options=options)
+    credentials = grpc.ssl_channel_credentials(root_certificates=Path(tls_ca_file).read_bytes())
+    return module.secure_channel(address, credentials, options=options)
+
+
 class GramClient:
     """Blocking client. Thread-safe (gRPC channels are)."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout_s: float = 120.0, retry: RetryPolicy | None = None):
+    def __init__(
+        self, address: str = DEFAULT_ADDRESS, timeout_s: float = 120.0, retry: RetryPolicy | None = None,
+        token: str | None = None, tls_ca_file: str | None = None,
+    ):
         self.address = address
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
-        options = [("grpc.max_send_message_length", _MAX_MESSAGE), ("grpc.max_receive_message_length", _MAX_MESSAGE)]
-        self.channel = grpc.insecure_channel(address, options=options)
+        self.metadata = _auth_metadata(token)
+        self.channel = _channel(grpc, address, tls_ca_file)
         self.stub = gram_pb2_grpc.RewardComparatorStub(self.channel)
 
     def _call(self, method: Any, request: Any) -> Any:
         backoffs = self.retry.backoffs()
         while True:
             try:
-                return method(request, timeout=self.timeout_s)
+                return method(request, timeout=self.timeout_s, metadata=self.metadata)
             except grpc.RpcError as exc:
                 delay = next(backoffs, None) if exc.code() in self.retry.retry_codes else None
                 if delay is None:
@@ -190,19 +213,22 @@ class GramClient:
 class AsyncGramClient:
     """asyncio client (``grpc.aio``); create it inside a running event loop."""
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout_s: float = 120.0, retry: RetryPolicy | None = None):
+    def __init__(
+        self, address: str = DEFAULT_ADDRESS, timeout_s: float = 120.0, retry: RetryPolicy | None = None,
+        token: str | None = None, tls_ca_file: str | None = None,
+    ):
         self.address = address
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
-        options = [("grpc.max_send_message_length", _MAX_MESSAGE), ("grpc.max_receive_message_length", _MAX_MESSAGE)]
-        self.channel = grpc.aio.insecure_channel(address, options=options)
+        self.metadata = _auth_metadata(token)
+        self.channel = _channel(grpc.aio, address, tls_ca_file)
         self.stub = gram_pb2_grpc.RewardComparatorStub(self.channel)
 
     async def _call(self, method: Any, request: Any) -> Any:
         backoffs = self.retry.backoffs()
         while True:
             try:
-                return await method(request, timeout=self.timeout_s)
+                return await method(request, timeout=self.timeout_s, metadata=self.metadata)
             except grpc.aio.AioRpcError as exc:
                 delay = next(backoffs, None) if exc.code() in self.retry.retry_codes else None
                 if delay is None:

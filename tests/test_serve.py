@@ -218,8 +218,8 @@ def test_trl_grpo_reward_function(service):
     assert len(with_refs) == 1 and with_refs[0] != 0.0
 
 
-def _post(url, body):
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+def _post(url, body, headers=None):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=60) as r:
             return r.status, json.loads(r.read())
@@ -326,3 +326,60 @@ def test_group_scoring_anchor_circular_all_pairs(client, offline):
         client._call(client.stub.Reward, pb.RewardRequest(items=[pb.RewardItem(prompt=pb.Prompt(text="q"), response="a")],
                                                          group_scoring=9))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "group_scoring" in err.value.details()
+
+
+def test_token_and_tls_keep_strangers_out(service, tmp_path, tiny_model_dir):
+    """A second app with a bearer token (from a file) and TLS on its gRPC port: no token or a wrong one
+    is UNAUTHENTICATED, a plain-text client cannot talk to the TLS port, the HTTP reward route
+    answers 401 without the header, and the right token over TLS works."""
+    import subprocess
+
+    from ray import serve
+
+    from gram_ray.serve.app import build_application
+    from gram_ray.serve.config import AuthConfig
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    (tmp_path / "token").write_text("s3cret-token\n")
+    port = free_port()
+    config = AppConfig(
+        scorer=ScorerConfig(model=str(tiny_model_dir), dtype="float32"),
+        grpc=GrpcConfig(port=port, tls_cert_file=str(cert), tls_key_file=str(key)),
+        auth=AuthConfig(token_file=str(tmp_path / "token")),
+    )
+    serve.run(build_application(config), name="gram-auth", route_prefix="/auth")
+    try:
+        address, quick = f"127.0.0.1:{port}", RetryPolicy(attempts=1)
+        with GramClient(address, token="s3cret-token", tls_ca_file=str(cert), timeout_s=30) as good:
+            assert good.health()["status"] == "SERVING"
+        for token in ("", "wrong"):
+            with GramClient(address, token=token, tls_ca_file=str(cert), retry=quick, timeout_s=30) as stranger:
+                with pytest.raises(grpc.RpcError) as err:
+                    stranger.health()
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with GramClient(address, token="s3cret-token", retry=quick, timeout_s=5) as plain:
+            with pytest.raises(grpc.RpcError) as err:
+                plain.health()
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        body = {"query": ["q a"], "prompts": ["q "], "labels": ["b"]}
+        status, out = _post(service["http"] + "/auth/get_reward", body)
+        assert status == 401 and "authorization" in out["error"]
+        status, out = _post(service["http"] + "/auth/get_reward", body, headers={"authorization": "Bearer s3cret-token"})
+        assert status == 200 and len(out["rewards"]) == 1
+    finally:
+        serve.delete("gram-auth")
+
+
+def test_binding_beyond_loopback_needs_a_token():
+    from gram_ray.serve.auth import check_exposure, is_loopback
+    from gram_ray.serve.config import AuthConfig
+
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
+    check_exposure("127.0.0.1", None, AuthConfig(), "grpc.host")
+    check_exposure("0.0.0.0", "token", AuthConfig(), "grpc.host")
+    check_exposure("0.0.0.0", None, AuthConfig(allow_unauthenticated=True), "grpc.host")
+    with pytest.raises(ValueError, match="without an auth token; set GRAM_RAY_AUTH_TOKEN"):
+        check_exposure("0.0.0.0", None, AuthConfig(), "grpc.host")

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gram_ray.client import TOKEN_ENV
 from gram_ray.reasoning import SamplingConfig
 from gram_ray.scorer import ScorerConfig, renamed_fields
 
@@ -24,9 +25,29 @@ class BatchingConfig(BaseModel):
 class GrpcConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 or [::] to accept remote clients")
+    host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 or [::] to accept remote clients (needs auth)")
     port: int = Field(50051, ge=0, lt=65536)
     max_message_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    tls_cert_file: str | None = Field(None, description="PEM certificate chain: serve gRPC over TLS (with tls_key_file)")
+    tls_key_file: str | None = Field(None, description="PEM private key of tls_cert_file")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GrpcConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("grpc.tls_cert_file and grpc.tls_key_file: set both or neither")
+        return self
+
+
+class AuthConfig(BaseModel):
+    """A bearer token required on every call (gram_ray/serve/auth.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_env: str | None = Field(TOKEN_ENV, description="environment variable holding the token")
+    token_file: str | None = Field(None, description="file holding the token (takes precedence over token_env)")
+    allow_unauthenticated: bool = Field(
+        False, description="serve beyond loopback without a token (only behind your own network controls)"
+    )
 
 
 class LimitsConfig(BaseModel):
@@ -76,6 +97,7 @@ class AppConfig(BaseModel):
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     grpc: GrpcConfig = Field(default_factory=GrpcConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     reasoning: ReasoningConfig = Field(default_factory=ReasoningConfig)
     openrlhf: OpenRLHFConfig = Field(default_factory=OpenRLHFConfig)

@@ -28,6 +28,7 @@ from gram_ray.proto import gram_pb2 as pb
 from gram_ray.proto import gram_pb2_grpc
 from gram_ray.proto.enums import GROUP_SCORINGS
 from gram_ray.scorer import PairScore
+from gram_ray.serve import auth
 from gram_ray.serve.config import AppConfig, OpenRLHFConfig
 from gram_ray.serve.scorer_deployment import PairJob
 from gram_ray.serve.service import ComparatorService, RequestError
@@ -86,10 +87,17 @@ class ComparatorIngress:
             ("grpc.max_send_message_length", self.config.grpc.max_message_bytes),
             ("grpc.so_reuseport", 1),
         ]
-        self.server = grpc.aio.server(options=options)
+        self.token = auth.load_token(self.config.auth)
+        auth.check_exposure(self.config.grpc.host, self.token, self.config.auth, "grpc.host")
+        interceptors = [auth.TokenInterceptor(self.token)] if self.token else []
+        self.server = grpc.aio.server(options=options, interceptors=interceptors)
         gram_pb2_grpc.add_RewardComparatorServicer_to_server(_Servicer(self.service), self.server)
         address = _bind_address(self.config.grpc.host, self.config.grpc.port)
-        self.port = self.server.add_insecure_port(address)
+        if self.config.grpc.tls_cert_file:
+            credentials = auth.server_credentials(self.config.grpc.tls_cert_file, self.config.grpc.tls_key_file)
+            self.port = self.server.add_secure_port(address, credentials)
+        else:
+            self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"gRPC: could not bind {address}")
         await self.server.start()
@@ -112,6 +120,8 @@ class ComparatorIngress:
         if request.method == "GET" and path.endswith("/health"):
             return JSONResponse({"status": "SERVING", "model": self.service.model_info})
         if request.method == "POST" and path.endswith("/get_reward"):
+            if not auth.authorized(request.headers.get(auth.METADATA_KEY), self.token):
+                return JSONResponse({"error": "authorization: missing or wrong bearer token"}, status_code=401)
             try:
                 body = json.loads(await request.body())
                 return JSONResponse(await openrlhf_rewards(self.service, body, self.policy_template, self.config.openrlhf))
