@@ -48,6 +48,19 @@ class RetryPolicy:
             yield delay
             delay = min(delay * self.multiplier, self.max_backoff_s)
 
+    def next_delay(self, exc: Any, backoffs: Any) -> float | None:
+        """Seconds to wait before retrying ``exc``, or None to give up: retry_codes back off
+        exponentially; a server's push-back (``grpc-retry-pushback-ms``, e.g. a full queue) is
+        honoured as the wait, whatever the code."""
+        pushback = None
+        for key, value in (exc.trailing_metadata() or ()):
+            if key == "grpc-retry-pushback-ms":
+                pushback = int(value) / 1000 if value.isdigit() else None
+        if exc.code() not in self.retry_codes and pushback is None:
+            return None
+        delay = next(backoffs, None)
+        return None if delay is None else max(delay, pushback or 0.0)
+
 
 # ----------------------------------------------------------------------------------------------
 # Requests and results
@@ -172,7 +185,7 @@ class GramClient:
             try:
                 return method(request, timeout=self.timeout_s, metadata=self.metadata)
             except grpc.RpcError as exc:
-                delay = next(backoffs, None) if exc.code() in self.retry.retry_codes else None
+                delay = self.retry.next_delay(exc, backoffs)
                 if delay is None:
                     raise
                 time.sleep(delay)
@@ -230,7 +243,7 @@ class AsyncGramClient:
             try:
                 return await method(request, timeout=self.timeout_s, metadata=self.metadata)
             except grpc.aio.AioRpcError as exc:
-                delay = next(backoffs, None) if exc.code() in self.retry.retry_codes else None
+                delay = self.retry.next_delay(exc, backoffs)
                 if delay is None:
                     raise
                 await asyncio.sleep(delay)

@@ -383,3 +383,41 @@ def test_binding_beyond_loopback_needs_a_token():
     check_exposure("0.0.0.0", None, AuthConfig(allow_unauthenticated=True), "grpc.host")
     with pytest.raises(ValueError, match="without an auth token; set GRAM_RAY_AUTH_TOKEN"):
         check_exposure("0.0.0.0", None, AuthConfig(), "grpc.host")
+
+
+def test_no_request_is_lost_when_the_judge_replica_is_killed(service, client):
+    """SIGKILL the real judge replica process while requests are in flight: Serve restarts it, the
+    ingress retries the idempotent scoring on the new replica within each caller's deadline, and
+    every request succeeds (before: the in-flight ones failed with INTERNAL)."""
+    import os
+    import signal
+    import threading
+
+    from ray import serve
+
+    def judge_pid() -> int:
+        return serve.get_deployment_handle("Judge", app_name="gram").stats.remote().result()["pid"]
+
+    pid = judge_pid()
+    long_pairs = [(PROMPT, "a long answer " * 150 + str(i), "another long answer " * 150) for i in range(40)]
+    results, errors = [], []
+
+    def send() -> None:  # no client-side retries: the server alone must not lose the request
+        with GramClient(service["address"], timeout_s=120, retry=RetryPolicy(attempts=1)) as c:
+            for _ in range(6):
+                try:
+                    results.append(c.compare(long_pairs))
+                except grpc.RpcError as exc:  # noqa: PERF203
+                    errors.append(exc.code())
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGKILL)
+    for t in threads:
+        t.join()
+    assert errors == [] and len(results) == 18 and all(len(r) == 40 for r in results)
+    assert judge_pid() != pid  # a new replica answered
+    assert client.health()["status"] == "SERVING"
+

@@ -14,12 +14,17 @@ compatible with OpenRLHF's remote reward model; ``GET /health`` returns the mode
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
 
 from gram_ray.judge import Pair
@@ -43,13 +48,22 @@ class _Servicer(gram_pb2_grpc.RewardComparatorServicer):
         self.service = service
 
     async def _run(self, context: grpc.aio.ServicerContext, call: Any) -> Any:
+        remaining = context.time_remaining()
+        _DEADLINE.set(time.monotonic() + remaining if remaining is not None else None)
         try:
             return await call
         except RequestError as exc:
             await context.abort(exc.code, exc.message)
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
-        except Exception as exc:  # a failed replica or a bug: report it, keep serving
+        except BackPressureError:
+            # The judge's queue is full: push back, and say when to retry (clients honour it).
+            context.set_trailing_metadata((("grpc-retry-pushback-ms", str(PUSHBACK_MS)),))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the judge's queue is full; retry later")
+        except RETRYABLE as exc:
+            # Scoring is idempotent: _score_pairs already retried within the caller's deadline.
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"no judge replica answered in time ({type(exc).__name__}); retry")
+        except Exception as exc:  # a bug: report it, keep serving
             logger.exception("request failed")
             await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
@@ -64,6 +78,30 @@ class _Servicer(gram_pb2_grpc.RewardComparatorServicer):
 
     async def Health(self, request, context):
         return self.service.health()
+
+
+RETRYABLE = (RayActorError, ActorUnavailableError, ReplicaUnavailableError, DeploymentUnavailableError)
+"""What a judge replica dying or restarting looks like to the ingress (never the request's fault)."""
+RETRY_WINDOW_S = 120.0  # how long a call without a deadline (HTTP) keeps retrying
+PUSHBACK_MS = 500
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("gram_deadline", default=None)
+
+
+async def retrying(call: Callable[[], Awaitable[Any]]) -> Any:
+    """``call()`` again, with backoff, while the replica it reached is dead or restarting, until the
+    caller's deadline (gRPC) or ``RETRY_WINDOW_S``. Scoring has no side effects, so a retried pair
+    gets the same verdict; the caller sees an error only when time has run out, and then UNAVAILABLE."""
+    deadline = _DEADLINE.get() or time.monotonic() + RETRY_WINDOW_S
+    delay = 0.2
+    while True:
+        try:
+            return await call()
+        except RETRYABLE as exc:
+            if time.monotonic() + delay >= deadline:
+                raise
+            logger.warning("judge replica unavailable (%s); retrying in %.1f s", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def _bind_address(host: str, port: int) -> str:
@@ -105,10 +143,11 @@ class ComparatorIngress:
         logger.info("gram.v1.RewardComparator listening on %s", _bind_address(self.config.grpc.host, self.port))
 
     async def _score_pairs(self, pairs: list[Pair], orders: str) -> list[PairScore]:
-        return list(await asyncio.gather(*(self.scorer.score.remote(PairJob(p, orders)) for p in pairs)))
+        return list(await asyncio.gather(*(retrying(lambda p=p: self.scorer.score.remote(PairJob(p, orders))) for p in pairs)))
 
     async def _reason_pairs(self, pairs: list[Pair], orders: str, votes: int) -> list[PairScore]:
-        return await self.scorer.reason.remote(pairs, orders, votes, self.config.reasoning.sampling.model_dump())
+        sampling = self.config.reasoning.sampling.model_dump()
+        return await retrying(lambda: self.scorer.reason.remote(pairs, orders, votes, sampling))
 
     async def grpc_port(self) -> int:
         return self.port
@@ -127,6 +166,9 @@ class ComparatorIngress:
                 return JSONResponse(await openrlhf_rewards(self.service, body, self.policy_template, self.config.openrlhf))
             except (RequestError, ValueError) as exc:
                 return JSONResponse({"error": getattr(exc, "message", str(exc))}, status_code=400)
+            except (BackPressureError, *RETRYABLE) as exc:
+                return JSONResponse({"error": f"the judge is unavailable or full ({type(exc).__name__}); retry"},
+                                    status_code=503, headers={"Retry-After": "1"})
         return JSONResponse({"error": f"no route {request.method} {path}; use POST /get_reward or GET /health"}, status_code=404)
 
     async def __del__(self):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -101,4 +102,5 @@ class ScorerDeployment:
             "max_batch_pairs_seen": max(sizes, default=0),
             "mean_batch_size": pairs / batches if batches else 0.0,
             "scorer": vars(self.scorer.stats),
+            "pid": os.getpid(),  # the replica's process (fault tests kill it)
         }
