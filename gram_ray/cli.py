@@ -191,7 +191,7 @@ def _add_client_parsers(sub: Any) -> None:
     def common(q: argparse.ArgumentParser, orders: bool = True) -> None:
         q.add_argument("--address", default=DEFAULT_ADDRESS, help=f"HOST:PORT of the service (default {DEFAULT_ADDRESS}, as serve_configs/gram.yaml binds)")
         q.add_argument("--timeout", type=float, default=120.0, help="deadline per call in seconds")
-        q.add_argument("--tls-ca-file", default=None, help="PEM certificate to trust: connect over TLS (the bearer "
+        q.add_argument("--tls-ca", dest="tls_ca_file", default=None, help="PEM certificate to trust: connect over TLS (the bearer "
                        "token, if the service wants one, is read from $GRAM_RAY_AUTH_TOKEN)")
         if orders:
             q.add_argument("--orders", default="both", choices=["both", "ab"])

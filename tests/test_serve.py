@@ -369,6 +369,10 @@ def test_token_and_tls_keep_strangers_out(service, tmp_path, tiny_model_dir):
         assert status == 401 and "authorization" in out["error"]
         status, out = _post(service["http"] + "/auth/get_reward", body, headers={"authorization": "Bearer s3cret-token"})
         assert status == 200 and len(out["rewards"]) == 1
+        status, out = _post(service["http"] + "/auth/get_reward?token=s3cret-token", body)  # OpenRLHF's client: no headers
+        assert status == 200
+        status, out = _post(service["http"] + "/auth/get_reward?token=wrong", body)
+        assert status == 401
     finally:
         serve.delete("gram-auth")
 
@@ -380,7 +384,7 @@ def test_binding_beyond_loopback_needs_a_token():
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and not is_loopback("0.0.0.0")
     check_exposure("127.0.0.1", None, AuthConfig(), "grpc.host")
     check_exposure("0.0.0.0", "token", AuthConfig(), "grpc.host")
-    check_exposure("0.0.0.0", None, AuthConfig(allow_unauthenticated=True), "grpc.host")
+    check_exposure("0.0.0.0", None, AuthConfig(allow_insecure=True), "grpc.host")
     with pytest.raises(ValueError, match="without an auth token; set GRAM_RAY_AUTH_TOKEN"):
         check_exposure("0.0.0.0", None, AuthConfig(), "grpc.host")
 

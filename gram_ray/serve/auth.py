@@ -4,7 +4,7 @@ A token is read from the file ``auth.token_file`` or the environment variable ``
 (``GRAM_RAY_AUTH_TOKEN`` by default). With a token, every gRPC call needs the metadata
 ``authorization: Bearer <token>`` (else UNAUTHENTICATED) and ``POST /get_reward`` the same HTTP
 header (else 401); ``GET /health`` stays open for liveness probes. A service bound to anything but
-loopback refuses to start without a token unless ``auth.allow_unauthenticated`` says so: an RLHF
+loopback refuses to start without a token unless ``auth.allow_insecure`` says so: an RLHF
 rollout cluster calls in over the network, and an open reward service is a hole in it.
 """
 
@@ -42,10 +42,10 @@ def is_loopback(host: str) -> bool:
 
 def check_exposure(host: str, token: str | None, config: AuthConfig, what: str) -> None:
     """Refuse to listen beyond loopback without credentials (unless explicitly allowed)."""
-    if token is None and not is_loopback(host) and not config.allow_unauthenticated:
+    if token is None and not is_loopback(host) and not config.allow_insecure:
         raise ValueError(
             f"{what}: binding {host!r} (reachable from other machines) without an auth token; set "
-            f"{config.token_env or 'auth.token_env'} or auth.token_file, or auth.allow_unauthenticated: true"
+            f"{config.token_env or 'auth.token_env'} or auth.token_file, or auth.allow_insecure: true"
         )
 
 

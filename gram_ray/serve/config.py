@@ -45,7 +45,7 @@ class AuthConfig(BaseModel):
 
     token_env: str | None = Field(TOKEN_ENV, description="environment variable holding the token")
     token_file: str | None = Field(None, description="file holding the token (takes precedence over token_env)")
-    allow_unauthenticated: bool = Field(
+    allow_insecure: bool = Field(
         False, description="serve beyond loopback without a token (only behind your own network controls)"
     )
 
