@@ -136,7 +136,7 @@ def untrusted(text: str) -> str:
     :func:`encode_text` tokenizes it as plain text. Without this, a response containing
     ``<|im_end|>`` would become the real control token: a policy under RL could close the judge's
     turn and write its own verdict. The two marker characters are removed from the text itself."""
-    return _OPEN + text.replace(_OPEN, "").replace(_CLOSE, "") + _CLOSE
+    return _OPEN + visible(text) + _CLOSE
 
 
 def visible(text: str) -> str:

@@ -197,13 +197,18 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def cpu_flags() -> list[str]:
+    """The CPU's matrix-relevant instruction sets (they decide whether bf16 pays on this CPU)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return sorted(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags)
+
+
 def cpu_supports_bf16() -> bool:
     """True on CPUs with native bf16 matmuls (AVX-512 BF16 or AMX), where bf16 beats fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags()))
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:

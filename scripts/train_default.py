@@ -56,10 +56,15 @@ def step_of(directory: Path | None) -> int:
     return -1 if directory is None else json.loads((directory / "position.json").read_text())["step"]
 
 
+def resume_point() -> Path | None:
+    """The checkpoint the run continues from: the newest local one, else the committed one."""
+    local, committed = newest(), COMMITTED if (COMMITTED / "trainer_state.pt").is_file() else None
+    return local if local is not None and step_of(local) >= step_of(committed) else committed
+
+
 def train(extra: list[str]) -> None:
     make_splits()
-    local, committed = newest(), COMMITTED if (COMMITTED / "trainer_state.pt").is_file() else None
-    resume = "latest" if local is not None and step_of(local) >= step_of(committed) else committed
+    resume = resume_point()
     cmd = [GRAM_CLI, "train", "train_configs/finetune.yaml"]
     for item in [*RECIPE, *([f"resume_from={resume}"] if resume else []), *extra]:
         cmd += ["--set", item]
@@ -85,8 +90,9 @@ def snapshot() -> None:
 
 def publish() -> None:
     """Export the newest checkpoint (local, else committed) as the shipped adapter."""
-    local = newest()
-    source = local if local is not None and step_of(local) >= step_of(COMMITTED if COMMITTED.exists() else None) else COMMITTED
+    source = resume_point()
+    if source is None:
+        raise SystemExit(f"no checkpoint under {RUN} or {COMMITTED}")
     out = RUN / "export"
     cmd = [GRAM_CLI, "model", "export-checkpoint", "train_configs/finetune.yaml", str(source), "--out", str(out)]
     for item in RECIPE:

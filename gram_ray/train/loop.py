@@ -28,6 +28,7 @@ from gram_ray.head import unwrap
 from gram_ray.judge import VerdictTokens
 from gram_ray.models import (
     TRAINING_RECORD,
+    cpu_flags,
     load_causal_lm,
     load_tokenizer,
     resolve_attn_implementation,
@@ -102,15 +103,6 @@ def check_adapter_matches(cfg: TrainConfig, adapter_dir: str) -> None:
         if asked != have:
             raise ValueError(f"lora.{name}: {asked!r} asked, but model {adapter_dir} is an adapter with {name} {have!r}; "
                              f"training continues that adapter, so set lora.{name}={have!r}")
-
-
-def cpu_flags() -> list[str]:
-    """The CPU's matrix-relevant instruction sets (they decide whether bf16 pays on this CPU)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return sorted(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags)
 
 
 def lr_factor(step: int, warmup: int, total: int, kind: str) -> float:
@@ -192,37 +184,30 @@ def save_checkpoint(directory: Path, model: Any, optimizer: Any, scheduler: Any,
     (directory / POSITION_FILE).write_text(json.dumps(position))
 
 
-def latest_checkpoint_dir(storage: Path, run_id: str) -> Path | None:
-    """The newest complete checkpoint this run wrote to storage.
+def latest_checkpoint_dir(storage: Path, run_id: str | None = None) -> Path | None:
+    """The newest complete checkpoint in ``storage`` (``<output_dir>/ray/run``): this run's own when
+    ``run_id`` is given, else any run's (``resume_from: latest``).
 
     Ray Train registers a reported checkpoint when its controller next polls the workers; a worker
     that dies right after reporting can beat that poll, and the restarted group is then handed no
     checkpoint. The files are in storage all the same, so the loop falls back to them.
     """
-    best, best_step = None, -1
+    best, best_key = None, (-1, 0.0)
     for position_file in storage.glob(f"checkpoint_*/{POSITION_FILE}"):
         try:
             position = json.loads(position_file.read_text())
         except (OSError, ValueError):
             continue
+        key = (position.get("step", -1), position_file.stat().st_mtime)
         complete = (position_file.parent / STATE_FILE).is_file()
-        if complete and position.get("run_id") == run_id and position.get("step", -1) > best_step:
-            best, best_step = position_file.parent, position["step"]
+        if complete and (run_id is None or position.get("run_id") == run_id) and key > best_key:
+            best, best_key = position_file.parent, key
     return best
 
 
 def newest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint under ``output_dir`` written by any run (``resume_from: latest``)."""
-    best, best_key = None, (-1, 0.0)
-    for position_file in Path(output_dir).glob(f"ray/run/checkpoint_*/{POSITION_FILE}"):
-        try:
-            step = json.loads(position_file.read_text())["step"]
-        except (OSError, ValueError, KeyError):
-            continue
-        key = (step, position_file.stat().st_mtime)
-        if (position_file.parent / STATE_FILE).is_file() and key > best_key:
-            best, best_key = position_file.parent, key
-    return best
+    """The newest complete checkpoint under ``output_dir`` written by any run."""
+    return latest_checkpoint_dir(Path(output_dir) / "ray" / "run")
 
 
 def resume_directory(cfg: TrainConfig) -> Path | None:
@@ -327,9 +312,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     layout = {"rows": len(rows), "world": world, "batch_size": cfg.batch_size, "seed": cfg.seed}
     position: dict[str, Any] = {"step": 0, "epoch": 0, "micro": 0, "tokens": 0, "resumed_from": [], "run_id": run_id, **layout}
     checkpoint = ray.train.get_checkpoint()
-    # This run's own checkpoint (a worker restart), else one an earlier run wrote (resume_from).
-    fallback = None if checkpoint is not None else latest_checkpoint_dir(Path(loop_config["storage"]), run_id)
-    fallback = fallback or (None if checkpoint is not None else resume_directory(cfg))
+    fallback = None
+    if checkpoint is None:  # this run's own checkpoint files (a worker restart), else an earlier run's (resume_from)
+        fallback = latest_checkpoint_dir(Path(loop_config["storage"]), run_id) or resume_directory(cfg)
     if checkpoint is not None or fallback is not None:
         with checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext(fallback) as directory:
             position = load_checkpoint(Path(directory), model, optimizer, scheduler)
@@ -342,7 +327,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     # FSDP flattens parameters per unit; LoRA mixes frozen and trainable ones, which needs use_orig_params.
     strategy_kwargs = {"use_orig_params": True} if cfg.strategy == "fsdp" else None
     prefix_ids = judge.verdict_prefix_ids(tokenizer) if shares_prefix(cfg, model) else None
-    module = stage(cfg.stage).objective(model, verdict_ids, cfg, prefix_ids)
+    spec = stage(cfg.stage)
+    module = spec.objective(model, verdict_ids, cfg, prefix_ids)
     wrapped = ray.train.torch.prepare_model(
         module,
         parallel_strategy=cfg.strategy,
@@ -373,7 +359,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             group = batches[position["micro"] : position["micro"] + cfg.grad_accum]
             step_loss, step_started = 0.0, time.perf_counter()
             for k, indices in enumerate(group):
-                batch = to_device(stage(cfg.stage).build_batch([rows[i] for i in indices], tokenizer, cfg), device)
+                batch = to_device(spec.build_batch([rows[i] for i in indices], tokenizer, cfg), device)
                 sync = contextlib.nullcontext() if k == len(group) - 1 or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
                 with sync, autocast:
                     loss = wrapped(batch) / len(group)
