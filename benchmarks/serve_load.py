@@ -1,35 +1,48 @@
-"""Load on the reward service over gRPC (loopback only): batched vs unbatched vs the offline ceiling.
+"""Load on the reward service as users start it (`serve run serve_configs/gram.yaml`), over gRPC.
 
-    python benchmarks/serve_load.py                               # embedded backbone, 64 requests per level
-    python benchmarks/serve_load.py --requests 96 --concurrency 1 8 32 --max-response-tokens 64
+    python benchmarks/serve_load.py                          # the shipped gram.yaml at concurrency 1 and 16
+    python benchmarks/serve_load.py --requests 32 --concurrency 1 16 --nodes 2   # + autoscaling across 2 nodes
+    python benchmarks/serve_load.py --config serve_configs/gram.yaml my.yaml      # other configs beside it
 
-Each request is a ``Compare`` of one pair (judged in both orders) from
-../shared/data/train_labeled.jsonl.gz, so batching can only come from the server merging concurrent
-requests. For each concurrency level a bounded number of requests is sent by that many client
-threads, against (1) the service with ``@serve.batch`` (max_batch_pairs 32) and (2) the same service
-with batching disabled (max_batch_pairs 1); (0) the ceiling is the offline scorer on the same pairs in
-one process. All in one run, one scorer replica with all CPUs (or one GPU).
-Ends with ``RESULT …`` (ratios at the highest concurrency).
+Each request is a ``Compare`` of one real pair (../shared/data/train_labeled.jsonl.gz, judged in both
+orders), so batching can only come from the server merging concurrent requests.
+
+(0) Offline ceiling: the config's own scorer settings in this process, all CPUs, the same pairs in
+    one batched call.
+(1) Each config started by Serve's own ``serve run`` code (non-blocking, in this process so that
+    ``serve.status()`` can watch the replicas). Per concurrency level: load until autoscaling has
+    settled (the seconds it took are reported), then the measured requests: pairs/s, p50/p99 latency,
+    judge replicas running and not running (pending) at the end.
+(2) ``--nodes N``: a local multi-node Ray cluster (``ray.cluster_utils.Cluster``: a 0-CPU head and N
+    nodes sharing the CPUs), the same YAML with ``max_replicas`` N and ``num_cpus`` per node: the rate
+    with the judge held at 1 replica, then scaling 1 -> N under load (seconds), the rate with N, and
+    the seconds back to ``min_replicas`` once the load stops.
+Ends with ``RESULT …`` (served_vs_offline at the highest concurrency).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import socket
 import statistics
+import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
+import yaml
 
 from gram_ray.client import GramClient
 from gram_ray.data import read_pairs
 from gram_ray.scorer import GramScorer, ScorerConfig
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train_labeled.jsonl.gz"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "train_labeled.jsonl.gz"
+SHIPPED = ROOT / "serve_configs" / "gram.yaml"
 
 
 def free_port() -> int:
@@ -38,93 +51,212 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_level(address: str, pairs: list, concurrency: int) -> dict:
-    client = GramClient(address, timeout_s=600)
-    latencies: list[float] = []
+def app_and_judge(path: Path) -> tuple[dict, dict]:
+    (app,) = yaml.safe_load(path.read_text())["applications"]
+    return app, next(d for d in app["deployments"] if d["name"] == "Judge")
 
-    def one(pair) -> None:
+
+def expected_replicas(judge: dict, concurrency: int) -> int:
+    """Replicas Serve's default policy settles on with ``concurrency`` callers (ongoing / target)."""
+    scaling = judge.get("autoscaling_config")
+    if not scaling:
+        return int(judge.get("num_replicas", 1))
+    wanted = math.ceil(concurrency / scaling.get("target_ongoing_requests", 2))
+    return max(scaling.get("min_replicas", 1), min(scaling["max_replicas"], wanted))
+
+
+def measure(address: str, pairs: list, concurrency: int) -> dict:
+    latencies: list[float] = []
+    clients = [GramClient(address, timeout_s=900) for _ in range(concurrency)]
+    local = threading.local()
+
+    def one(item) -> None:
+        i, pair = item
+        client = getattr(local, "client", None) or clients[i % concurrency]
+        local.client = client
         start = time.perf_counter()
         client.compare_one(pair.prompt, pair.response_a, pair.response_b)
         latencies.append(time.perf_counter() - start)
 
-    client.compare_one(pairs[0].prompt, pairs[0].response_a, pairs[0].response_b)  # warm-up
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        list(pool.map(one, pairs))
+        list(pool.map(one, enumerate(pairs)))
     wall = time.perf_counter() - start
-    client.close()
+    for c in clients:
+        c.close()
     latencies.sort()
-    return {
-        "rate": len(pairs) / wall,
-        "p50": statistics.median(latencies),
-        "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-    }
+    return {"rate": len(pairs) / wall, "p50": statistics.median(latencies),
+            "p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]}
+
+
+class Background:
+    """Callers that keep the service busy (cycling the pairs) while autoscaling settles."""
+
+    def __init__(self, address: str, pairs: list, concurrency: int):
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(address, pairs, i), daemon=True) for i in range(concurrency)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, address: str, pairs: list, i: int) -> None:
+        with GramClient(address, timeout_s=900) as client:
+            while not self.stop.is_set():
+                pair = pairs[i % len(pairs)]
+                client.compare_one(pair.prompt, pair.response_a, pair.response_b)
+                i += len(self.threads)
+
+    def join(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+def run_levels(address: str, pairs: list, judge: dict, levels: list[int]) -> dict[int, dict]:
+    from gram_ray.serve.launch import judge_replicas, wait_for_replicas
+
+    out = {}
+    for concurrency in levels:
+        want = expected_replicas(judge, concurrency)
+        load = Background(address, pairs, concurrency)
+        try:
+            settle_s = wait_for_replicas(want, timeout_s=600, exact=False)
+        finally:
+            load.join()
+        result = measure(address, pairs, concurrency)
+        states = judge_replicas()
+        result.update(settle_s=settle_s, running=states.get("RUNNING", 0), pending=sum(states.values()) - states.get("RUNNING", 0))
+        out[concurrency] = result
+        print(f"  concurrency {concurrency}: {result['rate']:.3f} pairs/s, p50 {result['p50']:.1f} s, "
+              f"replicas {states}", flush=True)
+    return out
+
+
+def start(config: Path, address: str | None = None) -> str:
+    from gram_ray.serve.launch import serve_run, wait_until_serving
+
+    app, _ = app_and_judge(config)
+    grpc_address = f"127.0.0.1:{app['args']['grpc']['port']}"
+    serve_run(config, address=address)
+    wait_until_serving(grpc_address, timeout_s=600)
+    return grpc_address
+
+
+def stop() -> None:
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
+
+
+def served(config: Path, pairs: list, levels: list[int], tmp: Path) -> dict[int, dict]:
+    """``config`` on a fresh local Ray instance, as ``serve run`` starts it (ports moved to free ones)."""
+    from gram_ray.serve.launch import with_numbers
+
+    moved = with_numbers(config, tmp, args={"grpc": {"port": free_port()}}, http_port=free_port())
+    address = start(moved)
+    try:
+        return run_levels(address, pairs, app_and_judge(moved)[1], levels)
+    finally:
+        stop()
+
+
+def multinode(config: Path, pairs: list, nodes: int, concurrency: int, tmp: Path) -> dict:
+    """The same YAML on a local N-node cluster: rate at 1 replica, scale 1 -> N, rate at N, back to min."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from gram_ray.serve.launch import wait_for_replicas, with_numbers
+
+    cpus = max(1, (os.cpu_count() or 1) // nodes)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    for _ in range(nodes):
+        cluster.add_node(num_cpus=cpus)
+    cluster.wait_for_nodes()
+    out: dict = {"nodes": nodes, "cpus_per_node": cpus}
+    try:
+        for replicas in (1, nodes):
+            path = with_numbers(
+                config, tmp, http_port=free_port(), args={"grpc": {"port": free_port()}},
+                judge={"ray_actor_options": {"num_cpus": cpus},
+                       "autoscaling_config": {"min_replicas": 1, "max_replicas": replicas,
+                                              "target_ongoing_requests": max(1, concurrency // nodes),
+                                              "upscale_delay_s": 5, "downscale_delay_s": 20}},
+            )
+            address = start(path, address=cluster.address)
+            load = Background(address, pairs, concurrency)
+            try:
+                out[f"scale_up_s_{replicas}"] = wait_for_replicas(replicas, timeout_s=600)
+            finally:
+                load.join()
+            out[f"rate_{replicas}"] = measure(address, pairs, concurrency)["rate"]
+            if replicas > 1:
+                out["scale_down_s"] = wait_for_replicas(1, timeout_s=600)
+            from ray import serve
+
+            serve.shutdown()
+            print(f"  {nodes} nodes, max_replicas {replicas}: {out[f'rate_{replicas}']:.3f} pairs/s", flush=True)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--requests", type=int, default=64, help="requests per concurrency level")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--max-response-tokens", type=int, default=64)
+    parser.add_argument("--config", type=Path, nargs="+", default=[SHIPPED])
+    parser.add_argument("--requests", type=int, default=32, help="measured requests per concurrency level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--nodes", type=int, default=0, help="also show autoscaling on a local cluster of N nodes")
     args = parser.parse_args()
-
-    import ray
-    from ray import serve
-
-    from gram_ray.serve.app import build_application
-    from gram_ray.serve.config import AppConfig
 
     rows, _ = read_pairs(DATA, limit=args.requests)
     pairs = [r.pair for r in rows]
-    scorer_config = ScorerConfig(model=args.model, max_response_tokens=args.max_response_tokens, max_prompt_tokens=256)
+    scorer_args = app_and_judge(args.config[0])[0]["args"]["scorer"]
 
-    # (0) The ceiling: the offline batched scorer on the same pairs, in this process.
-    offline = GramScorer.from_config(scorer_config)
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    offline = GramScorer.from_config(ScorerConfig(**scorer_args))
     offline.score(pairs[:2])
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     offline.score(pairs)
-    ceiling = len(pairs) / (time.perf_counter() - start)
-    device = offline.info()["device"]
+    ceiling = len(pairs) / (time.perf_counter() - t0)
+    info = offline.info()
     del offline
+    print(f"offline ceiling: {ceiling:.3f} pairs/s ({info['device']}, {info['dtype']}, budgets "
+          f"{info['max_prompt_tokens']}/{info['max_response_tokens']})", flush=True)
 
-    cpus = os.cpu_count() or 1
-    gpus = 1 if torch.cuda.is_available() else 0
-    ray.init(num_cpus=cpus + 1, include_dashboard=False, log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
     results: dict[str, dict[int, dict]] = {}
-    for label, batch_size in (("batched", 32), ("unbatched", 1)):
-        port = free_port()
-        config = AppConfig(
-            scorer=scorer_config, batching={"max_batch_pairs": batch_size, "batch_wait_timeout_s": 0.01}, grpc={"port": port}
-        )
-        app = build_application(
-            config,
-            scorer_options={"num_replicas": 1, "ray_actor_options": {"num_cpus": cpus, "num_gpus": gpus}},
-            ingress_options={"ray_actor_options": {"num_cpus": 0}},
-        )
-        serve.run(app, name="load", route_prefix="/")
-        results[label] = {c: run_level(f"127.0.0.1:{port}", pairs, c) for c in args.concurrency}
-        serve.delete("load")
-    serve.shutdown()
-    ray.shutdown()
+    with tempfile.TemporaryDirectory() as tmp:
+        for config in args.config:
+            print(f"serve run {config.relative_to(ROOT) if config.is_relative_to(ROOT) else config}", flush=True)
+            results[config.name] = served(config, pairs, sorted(args.concurrency), Path(tmp))
+        scaling = multinode(args.config[0], pairs, args.nodes, max(args.concurrency), Path(tmp)) if args.nodes > 1 else None
 
-    top = max(args.concurrency)
-    print(f"machine: {platform.machine()}, {cpus} CPUs, device {device}, model {args.model}, "
-          f"responses cut to {args.max_response_tokens} tokens, {len(pairs)} requests per level")
-    print(f"offline ceiling: {ceiling:.2f} comparisons/s")
-    print(f"{'service':<10}{'concurrency':>12}{'comparisons/s':>15}{'p50 ms':>10}{'p99 ms':>10}{'of ceiling':>12}")
-    for label, levels in results.items():
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs, model {scorer_args.get('model')}, "
+          f"{len(pairs)} single-pair Compare requests per level, both orders")
+    print(f"{'config':<16}{'concurrency':>12}{'pairs/s':>10}{'of offline':>12}{'p50 s':>8}{'p99 s':>8}{'replicas':>10}"
+          f"{'pending':>9}{'settle s':>10}")
+    print(f"{'offline':<16}{'':>12}{ceiling:>10.3f}{1:>12.0%}")
+    for name, levels in results.items():
         for c, r in levels.items():
-            print(f"{label:<10}{c:>12}{r['rate']:>15.2f}{1000 * r['p50']:>10.0f}{1000 * r['p99']:>10.0f}{r['rate'] / ceiling:>12.0%}")
-    of_ceiling = results["batched"][top]["rate"] / ceiling
-    vs_unbatched = results["batched"][top]["rate"] / results["unbatched"][top]["rate"]
-    print(f"at concurrency {top}: batched = {of_ceiling:.0%} of the ceiling, {vs_unbatched:.2f}x the unbatched service")
-    print(
-        f"RESULT of_ceiling={of_ceiling:.3f} vs_unbatched={vs_unbatched:.2f} ceiling={ceiling:.2f} "
-        f"batched_rate={results['batched'][top]['rate']:.2f} unbatched_rate={results['unbatched'][top]['rate']:.2f} "
-        f"concurrency={top} device={device}"
-    )
+            print(f"{name:<16}{c:>12}{r['rate']:>10.3f}{r['rate'] / ceiling:>12.0%}{r['p50']:>8.1f}{r['p99']:>8.1f}"
+                  f"{r['running']:>10}{r['pending']:>9}{r['settle_s']:>10.1f}")
+    top = results[args.config[0].name][max(args.concurrency)]
+    fields = {"served_vs_offline": f"{top['rate'] / ceiling:.3f}", "offline_rate": f"{ceiling:.3f}",
+              "served_rate": f"{top['rate']:.3f}", "p50_s": f"{top['p50']:.2f}", "p99_s": f"{top['p99']:.2f}",
+              "replicas": top["running"], "pending": top["pending"], "concurrency": max(args.concurrency)}
+    if scaling:
+        n = scaling["nodes"]
+        print(f"\nautoscaling on a local {n}-node cluster ({scaling['cpus_per_node']} CPU each), concurrency "
+              f"{max(args.concurrency)}: 1 replica {scaling['rate_1']:.3f} pairs/s; scaled 1 -> {n} in "
+              f"{scaling[f'scale_up_s_{n}']:.0f} s, {scaling[f'rate_{n}']:.3f} pairs/s "
+              f"({scaling[f'rate_{n}'] / scaling['rate_1']:.2f}x); back to 1 in {scaling['scale_down_s']:.0f} s after the load stopped")
+        fields.update(nodes=n, scale_up_s=f"{scaling[f'scale_up_s_{n}']:.0f}", scale_down_s=f"{scaling['scale_down_s']:.0f}",
+                      rate_1=f"{scaling['rate_1']:.3f}", rate_n=f"{scaling[f'rate_{n}']:.3f}",
+                      scaling_speedup=f"{scaling[f'rate_{n}'] / scaling['rate_1']:.2f}")
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in fields.items()))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import ray
+import torch
 from ray import serve
 
 from gram_ray.judge import Pair
@@ -37,11 +39,22 @@ class PairJob:
     orders: str = "both"
 
 
+def replica_cpus() -> int | None:
+    """Whole CPUs Ray assigned to this process (``ray_actor_options.num_cpus``); None when under one."""
+    try:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+    except Exception:  # not in a Ray worker
+        return None
+    return int(cpus) if cpus >= 1 else None
+
+
 @serve.deployment(name=JUDGE_DEPLOYMENT, max_ongoing_requests=128)
 class ScorerDeployment:
     def __init__(self, scorer: dict[str, Any], batching: dict[str, Any]):
         self.config = ScorerConfig(**scorer)
         batching_config = BatchingConfig(**batching)
+        if (cpus := replica_cpus()) is not None:
+            torch.set_num_threads(cpus)  # a replica computes on the cores it holds, no more, no fewer
         self.scorer = GramScorer.from_config(self.config)
         self._score_batch.set_max_batch_size(batching_config.max_batch_pairs)
         self._score_batch.set_batch_wait_timeout_s(batching_config.batch_wait_timeout_s)
@@ -102,5 +115,7 @@ class ScorerDeployment:
             "max_batch_pairs_seen": max(sizes, default=0),
             "mean_batch_size": pairs / batches if batches else 0.0,
             "scorer": vars(self.scorer.stats),
+            "torch_threads": torch.get_num_threads(),
+            "node_id": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid(),  # the replica's process (fault tests kill it)
         }
