@@ -301,7 +301,8 @@ def load_causal_lm(
     is_trainable: bool = False,
     scalar_head: bool | None = None,
 ) -> Any:
-    """Load a causal LM (PEFT adapters applied on their resolved base) in eval mode; a scalar reward
+    """Load a causal LM (PEFT adapters applied on their resolved base; merged into it unless
+    ``is_trainable``) in eval mode; a scalar reward
     model (:func:`is_scalar_reward_model`) loads as a sequence classifier with one output.
 
     ``scalar_head=True`` loads any backbone as a sequence classifier with a new one-output head (the
@@ -337,6 +338,11 @@ def load_causal_lm(
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, source.path, is_trainable=is_trainable)
+        if not is_trainable:
+            # Inference: fold the LoRA deltas into the base weights. The same function, without
+            # LoRA's extra small matmuls in every layer (measured 1.16x faster scoring on 2 CPU
+            # cores, |dp| 3e-6 in fp32).
+            model = model.merge_and_unload()
     if device_map is None and device is not None:
         model.to(device)
     if not is_trainable:

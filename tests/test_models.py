@@ -61,6 +61,11 @@ def test_local_directory_and_peft_adapter(tmp_path, tiny_model_dir, smol_tokeniz
     pair = [Pair("q", "a", "b")]
     # The adapter is applied: its non-zero LoRA weights change the verdict.
     assert scorer.score(pair)[0].p_ab != pytest.approx(plain.score(pair)[0].p_ab, abs=1e-7)
+    # For inference the adapter is merged into the base: no LoRA layers left, the same verdict as the
+    # unmerged PEFT model computes.
+    assert not any("lora" in name for name, _ in scorer.model.named_modules())
+    unmerged = GramScorer(load_causal_lm(source, is_trainable=True).eval(), scorer.tokenizer, ScorerConfig(dtype="float32"))
+    assert scorer.score(pair)[0].p_ab == pytest.approx(unmerged.score(pair)[0].p_ab, abs=1e-6)
 
 
 def test_bad_specs_fail_clearly(tmp_path):
