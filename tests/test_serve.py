@@ -425,3 +425,25 @@ def test_no_request_is_lost_when_the_judge_replica_is_killed(service, client):
     assert judge_pid() != pid  # a new replica answered
     assert client.health()["status"] == "SERVING"
 
+
+
+def test_the_judge_skips_pairs_whose_caller_gave_up(service):
+    """A pair whose caller's deadline passed while it queued is not scored (DeadlineExpired, which the
+    ingress maps to DEADLINE_EXCEEDED), is counted, and does not hold up the live pairs beside it."""
+    from ray import serve
+
+    from gram_ray.judge import Pair
+    from gram_ray.serve.scorer_deployment import DeadlineExpired, PairJob
+
+    handle = serve.get_deployment_handle("Judge", app_name="gram")
+    before = handle.stats.remote().result()
+    pair = Pair("q", "a", "b")
+    expired = handle.score.remote(PairJob(pair, "both", time.time() - 1))
+    live = handle.score.remote(PairJob(pair, "both", time.time() + 60))
+    plain = handle.score.remote(PairJob(pair, "both"))
+    with pytest.raises(DeadlineExpired):
+        expired.result()
+    assert live.result().p_a_better == pytest.approx(plain.result().p_a_better)
+    after = handle.stats.remote().result()
+    assert after["expired_pairs"] - before["expired_pairs"] == 1
+    assert after["scorer"]["pairs"] - before["scorer"]["pairs"] == 2

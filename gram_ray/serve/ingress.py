@@ -35,7 +35,7 @@ from gram_ray.proto.enums import GROUP_SCORINGS
 from gram_ray.scorer import PairScore
 from gram_ray.serve import auth
 from gram_ray.serve.config import AppConfig, OpenRLHFConfig
-from gram_ray.serve.scorer_deployment import PairJob
+from gram_ray.serve.scorer_deployment import DeadlineExpired, PairJob
 from gram_ray.serve.service import ComparatorService, RequestError
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ class _Servicer(gram_pb2_grpc.RewardComparatorServicer):
             # The judge's queue is full: push back, and say when to retry (clients honour it).
             context.set_trailing_metadata((("grpc-retry-pushback-ms", str(PUSHBACK_MS)),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the judge's queue is full; retry later")
+        except DeadlineExpired as exc:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
         except RETRYABLE as exc:
             # Scoring is idempotent: _score_pairs already retried within the caller's deadline.
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"no judge replica answered in time ({type(exc).__name__}); retry")
@@ -104,6 +106,12 @@ async def retrying(call: Callable[[], Awaitable[Any]]) -> Any:
             delay = min(delay * 2, 2.0)
 
 
+def caller_deadline() -> float | None:
+    """The gRPC caller's deadline as epoch seconds (comparable on the judge's node), or None."""
+    deadline = _DEADLINE.get()
+    return None if deadline is None else time.time() + (deadline - time.monotonic())
+
+
 def _bind_address(host: str, port: int) -> str:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
@@ -143,7 +151,11 @@ class ComparatorIngress:
         logger.info("gram.v1.RewardComparator listening on %s", _bind_address(self.config.grpc.host, self.port))
 
     async def _score_pairs(self, pairs: list[Pair], orders: str) -> list[PairScore]:
-        return list(await asyncio.gather(*(retrying(lambda p=p: self.scorer.score.remote(PairJob(p, orders))) for p in pairs)))
+        # The judge skips pairs whose caller has already given up (gRPC deadline), rather than
+        # computing answers nobody reads while later requests wait.
+        deadline = caller_deadline()
+        return list(await asyncio.gather(
+            *(retrying(lambda p=p: self.scorer.score.remote(PairJob(p, orders, deadline))) for p in pairs)))
 
     async def _reason_pairs(self, pairs: list[Pair], orders: str, votes: int) -> list[PairScore]:
         sampling = self.config.reasoning.sampling.model_dump()

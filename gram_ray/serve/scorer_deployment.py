@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,14 +38,22 @@ each replica is :class:`~gram_ray.scorer.GramScorer`."""
 class PairJob:
     pair: Pair
     orders: str = "both"
+    deadline: float | None = None  # the caller's deadline, epoch seconds (time.time(): comparable across nodes)
+
+
+class DeadlineExpired(Exception):
+    """The caller's deadline passed while the pair waited for the model: it was not scored (the
+    caller has already given up, so computing it would only delay the requests behind it)."""
+
+
+_EXPIRED = object()
 
 
 def replica_cpus() -> int | None:
     """Whole CPUs Ray assigned to this process (``ray_actor_options.num_cpus``); None when under one."""
-    try:
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
-    except Exception:  # not in a Ray worker
+    if not ray.is_initialized():
         return None
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
     return int(cpus) if cpus >= 1 else None
 
 
@@ -61,6 +70,7 @@ class ScorerDeployment:
         # One thread: the model is used by one batch at a time, off the event loop.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gram-forward")
         self.batch_sizes: Counter[int] = Counter()
+        self.expired_pairs = 0
         self._batch_metric = None
         try:
             from ray.serve.metrics import Histogram
@@ -75,7 +85,10 @@ class ScorerDeployment:
         logger.info("GRAM scorer ready: %s", self.scorer.info())
 
     async def score(self, job: PairJob) -> PairScore:
-        return await self._score_batch(job)
+        result = await self._score_batch(job)
+        if result is _EXPIRED:
+            raise DeadlineExpired("the caller's deadline passed before the judge reached this pair")
+        return result
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def _score_batch(self, jobs: list[PairJob]) -> list[PairScore]:
@@ -85,10 +98,14 @@ class ScorerDeployment:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._score_jobs, jobs)
 
-    def _score_jobs(self, jobs: list[PairJob]) -> list[PairScore]:
-        results: list[PairScore | None] = [None] * len(jobs)
+    def _score_jobs(self, jobs: list[PairJob]) -> list[Any]:
+        now = time.time()
+        results: list[Any] = [_EXPIRED if job.deadline is not None and job.deadline <= now else None for job in jobs]
+        self.expired_pairs += sum(r is _EXPIRED for r in results)
         for orders in {job.orders for job in jobs}:
-            idx = [i for i, job in enumerate(jobs) if job.orders == orders]
+            idx = [i for i, job in enumerate(jobs) if job.orders == orders and results[i] is None]
+            if not idx:
+                continue
             for i, result in zip(idx, self.scorer.score([jobs[i].pair for i in idx], orders=orders), strict=True):
                 results[i] = result
         return results  # type: ignore[return-value]
@@ -113,6 +130,7 @@ class ScorerDeployment:
             "batches": batches,
             "pairs": pairs,
             "max_batch_pairs_seen": max(sizes, default=0),
+            "expired_pairs": self.expired_pairs,
             "mean_batch_size": pairs / batches if batches else 0.0,
             "scorer": vars(self.scorer.stats),
             "torch_threads": torch.get_num_threads(),
