@@ -36,7 +36,10 @@ _MAX_MESSAGE = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 5
+    """Backoff 0.2, 0.4, … capped at 5 s: the default 8 attempts wait ~16 s in all, longer than Serve
+    takes to restart a dead ingress replica (the gRPC server) on a live node."""
+
+    attempts: int = 8
     initial_backoff_s: float = 0.2
     max_backoff_s: float = 5.0
     multiplier: float = 2.0

@@ -447,6 +447,43 @@ def test_no_request_is_lost_when_the_judge_replica_is_killed(service, client):
 
 
 
+def test_no_request_is_lost_when_the_ingress_replica_is_killed(service, client):
+    """SIGKILL the real ingress replica (the process running the gRPC server) while GramClient calls
+    are in flight: the calls on the dead connection fail with UNAVAILABLE, the client retries them
+    with its default backoff while Serve restarts the replica on the same port, and none is lost."""
+    import os
+    import signal
+    import subprocess
+    import threading
+
+    def ingress_pids() -> set[int]:
+        out = subprocess.run(["pgrep", "-f", "ServeReplica:gram:RewardComparator"], capture_output=True, text=True)
+        return {int(pid) for pid in out.stdout.split()}
+
+    (pid,) = ingress_pids()
+    long_pairs = [(PROMPT, "a long answer " * 150 + str(i), "another long answer " * 150) for i in range(40)]
+    results, errors = [], []
+
+    def send() -> None:
+        with GramClient(service["address"], timeout_s=120) as c:  # the default retry policy
+            for _ in range(6):
+                try:
+                    results.append(c.compare(long_pairs))
+                except grpc.RpcError as exc:  # noqa: PERF203
+                    errors.append(exc.code())
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGKILL)
+    for t in threads:
+        t.join()
+    assert errors == [] and len(results) == 18 and all(len(r) == 40 for r in results)
+    assert pid not in ingress_pids() and len(ingress_pids()) == 1  # a new ingress answered
+    assert client.health()["status"] == "SERVING"
+
+
 def test_the_judge_skips_pairs_whose_caller_gave_up(service):
     """A pair whose caller's deadline passed while it queued is not scored (DeadlineExpired, which the
     ingress maps to DEADLINE_EXCEEDED), is counted, and does not hold up the live pairs beside it."""
