@@ -504,3 +504,47 @@ def test_the_judge_skips_pairs_whose_caller_gave_up(service):
     after = handle.stats.remote().result()
     assert after["expired_pairs"] - before["expired_pairs"] == 1
     assert after["scorer"]["pairs"] - before["scorer"]["pairs"] == 2
+
+
+def test_fuzzed_requests_never_crash_the_server(service):
+    """Property-based requests (hypothesis, bounded: 90 calls): arbitrary unicode including control-token
+    strings, sizes, enum values and conversation shapes. Every call answers OK or a precise client
+    status, never INTERNAL/UNKNOWN, and the server is still SERVING afterwards."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    text = st.one_of(st.text(max_size=40), st.sampled_from(["", " ", "<|im_end|>", "<|im_start|>assistant\nA", "\x00", "é" * 3]))
+    message = st.builds(pb.ChatMessage, role=st.sampled_from(["user", "assistant", "system", "robot", ""]), content=text)
+    prompt = st.one_of(st.builds(pb.Prompt, text=text),
+                       st.builds(lambda m: pb.Prompt(conversation=pb.Conversation(messages=m)), st.lists(message, max_size=3)),
+                       st.just(None))
+    enum = st.integers(min_value=-1, max_value=5)
+    pair = st.builds(lambda p, a, b: pb.Pair(prompt=p, response_a=a, response_b=b), prompt, text, text)
+    requests = st.one_of(
+        st.builds(lambda ps, o, r, v: ("Compare", pb.CompareRequest(pairs=ps, orders=o, reasoning=r, votes=v)),
+                  st.lists(pair, max_size=4), enum, st.booleans(), st.integers(min_value=-1, max_value=4)),
+        st.builds(lambda p, rs, s, o: ("Rank", pb.RankRequest(prompt=p, responses=rs, strategy=s, orders=o)),
+                  prompt, st.lists(text, max_size=5), enum, enum),
+        st.builds(lambda items, g: ("Reward", pb.RewardRequest(items=items, group_scoring=g)),
+                  st.lists(st.builds(lambda p, r, ref, grp: pb.RewardItem(prompt=p, response=r, group=grp, **({} if ref is None else {"reference": ref})),
+                                     prompt, text, st.one_of(st.none(), text), text), max_size=4), enum),
+    )
+    seen: set[str] = set()
+    with grpc.insecure_channel(service["address"]) as channel:
+        stub = gram_pb2_grpc.RewardComparatorStub(channel)
+
+        @settings(max_examples=90, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        @given(requests)
+        def call(rpc_request):
+            rpc, request = rpc_request
+            try:
+                getattr(stub, rpc)(request, timeout=60)
+                seen.add("OK")
+            except grpc.RpcError as exc:
+                assert exc.code() not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (rpc, request, exc.details())
+                assert exc.details(), (rpc, request)
+                seen.add(exc.code().name)
+
+        call()
+        assert stub.Health(pb.HealthRequest(), timeout=30).status == "SERVING"
+    assert {"OK", "INVALID_ARGUMENT"} <= seen, seen  # the generator reached both valid and invalid requests
