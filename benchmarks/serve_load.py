@@ -4,6 +4,9 @@
     python benchmarks/serve_load.py --requests 32 --concurrency 1 16 --nodes 2   # + autoscaling across 2 nodes
     python benchmarks/serve_load.py --config serve_configs/gram.yaml my.yaml      # other configs beside it
 
+Also: a 16-response `Rank` per strategy (knockout, tournament: n-1 comparisons; round_robin: 120) and a
+GRPO-style `Reward` group of 8 (anchor: 7 comparisons, circular: 8), wall time and comparisons.
+
 Each request is a ``Compare`` of one real pair (../shared/data/train_labeled.jsonl.gz, judged in both
 orders), so batching can only come from the server merging concurrent requests.
 
@@ -131,6 +134,28 @@ def run_levels(address: str, pairs: list, judge: dict, levels: list[int]) -> dic
     return out
 
 
+def rank_and_reward(address: str, pairs: list) -> list[tuple[str, float, int]]:
+    """A 16-response Rank per strategy and a GRPO-style Reward group of 8: wall time, comparisons."""
+    from gram_ray.client import rank_request, reward_request
+
+    question = pairs[0].prompt
+    responses = [r for p in pairs[:8] for r in (p.response_a, p.response_b)][:16]
+    out = []
+    with GramClient(address, timeout_s=3600) as client:
+        for strategy in ("knockout", "tournament", "round_robin"):
+            t0 = time.perf_counter()
+            result = client._call(client.stub.Rank, rank_request(question, responses, strategy))
+            out.append((f"Rank 16 {strategy}", time.perf_counter() - t0, result.comparisons))
+        for scoring in ("anchor", "circular"):
+            t0 = time.perf_counter()
+            result = client._call(client.stub.Reward, reward_request([question] * 8, responses[:8], groups=["g"] * 8,
+                                                                     group_scoring=scoring))
+            out.append((f"Reward group of 8 {scoring}", time.perf_counter() - t0, result.comparisons))
+    for name, seconds, comparisons in out:
+        print(f"  {name}: {seconds:.1f} s, {comparisons} comparisons", flush=True)
+    return out
+
+
 def start(config: Path, address: str | None = None) -> str:
     from gram_ray.serve.launch import serve_run, wait_until_serving
 
@@ -149,14 +174,15 @@ def stop() -> None:
     ray.shutdown()
 
 
-def served(config: Path, pairs: list, levels: list[int], tmp: Path) -> dict[int, dict]:
+def served(config: Path, pairs: list, levels: list[int], tmp: Path, costs: bool) -> tuple[dict[int, dict], list]:
     """``config`` on a fresh local Ray instance, as ``serve run`` starts it (ports moved to free ones)."""
     from gram_ray.serve.launch import with_numbers
 
     moved = with_numbers(config, tmp, args={"grpc": {"port": free_port()}}, http_port=free_port())
     address = start(moved)
     try:
-        return run_levels(address, pairs, app_and_judge(moved)[1], levels)
+        levels_out = run_levels(address, pairs, app_and_judge(moved)[1], levels)
+        return levels_out, rank_and_reward(address, pairs) if costs else []
     finally:
         stop()
 
@@ -208,6 +234,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32, help="measured requests per concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--nodes", type=int, default=0, help="also show autoscaling on a local cluster of N nodes")
+    parser.add_argument("--no-rank", action="store_true", help="skip the 16-response Rank / group-of-8 Reward costs")
     args = parser.parse_args()
 
     rows, _ = read_pairs(DATA, limit=args.requests)
@@ -228,10 +255,13 @@ def main() -> None:
           f"{info['max_prompt_tokens']}/{info['max_response_tokens']})", flush=True)
 
     results: dict[str, dict[int, dict]] = {}
+    costs: list = []
     with tempfile.TemporaryDirectory() as tmp:
         for config in args.config:
             print(f"serve run {config.relative_to(ROOT) if config.is_relative_to(ROOT) else config}", flush=True)
-            results[config.name] = served(config, pairs, sorted(args.concurrency), Path(tmp))
+            results[config.name], found = served(config, pairs, sorted(args.concurrency), Path(tmp),
+                                                 costs=not args.no_rank and config == args.config[0])
+            costs = costs or found
         scaling = multinode(args.config[0], pairs, args.nodes, max(args.concurrency), Path(tmp)) if args.nodes > 1 else None
 
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs, model {scorer_args.get('model')}, "
@@ -243,6 +273,10 @@ def main() -> None:
         for c, r in levels.items():
             print(f"{name:<16}{c:>12}{r['rate']:>10.3f}{r['rate'] / ceiling:>12.0%}{r['p50']:>8.1f}{r['p99']:>8.1f}"
                   f"{r['running']:>10}{r['pending']:>9}{r['settle_s']:>10.1f}")
+    if costs:
+        print(f"\n{'request (' + args.config[0].name + ', concurrency 1)':<36}{'seconds':>9}{'comparisons':>13}")
+        for name, seconds, comparisons in costs:
+            print(f"{name:<36}{seconds:>9.1f}{comparisons:>13}")
     top = results[args.config[0].name][max(args.concurrency)]
     fields = {"served_vs_offline": f"{top['rate'] / ceiling:.3f}", "offline_rate": f"{ceiling:.3f}",
               "served_rate": f"{top['rate']:.3f}", "p50_s": f"{top['p50']:.2f}", "p99_s": f"{top['p99']:.2f}",
