@@ -2,6 +2,12 @@
 
     python benchmarks/soak.py                                  # 10,000 requests, concurrency 64
     python benchmarks/soak.py --requests 2000 --concurrency 32 --tokens 32
+    python benchmarks/soak.py --tiny                           # the serving stack with a 2-layer random judge
+
+``--tiny`` swaps the model for a 2-layer randomly initialised Llama with the real tokenizer (built in a
+temporary directory): the soak checks the service (queues, batching, retries, memory), and on a
+2-core CPU the real judge scores ~2 pairs/s even at 32-token budgets, so 10,000 calls would take
+over an hour there (minutes on a GPU).
 
 serve_configs/gram.yaml with small token budgets (``--tokens`` for the question and each response, so
 that it finishes in minutes on a CPU) and free ports, started by Serve's own ``serve run`` code. Each
@@ -51,21 +57,41 @@ def judge_memory() -> dict[int, float]:
     return {int(pid): rss_mb(int(pid)) for pid in out if Path(f"/proc/{pid}").exists()}
 
 
+def tiny_judge(path: Path) -> str:
+    """A 2-layer randomly initialised Llama with the embedded model's tokenizer, saved to ``path``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from gram_ray.models import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model("smollm2-135m"))
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                                         pad_token_id=tokenizer.pad_token_id))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, default=SHIPPED)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=32, help="question and response budget (tokens)")
+    parser.add_argument("--tiny", action="store_true", help="a 2-layer random judge instead of the config's model")
     args = parser.parse_args()
 
     rows, _ = read_pairs(DATA, limit=500)
     pairs = [r.pair for r in rows]
     port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        config = with_numbers(args.config, tmp, http_port=free_port(), args={
-            "grpc": {"port": port}, "scorer": {"max_prompt_tokens": args.tokens, "max_response_tokens": args.tokens}})
-        serve_run(config)
+    tmp = tempfile.mkdtemp(prefix="gram-soak-")
+    scorer = {"max_prompt_tokens": args.tokens, "max_response_tokens": args.tokens}
+    if args.tiny:
+        scorer.update(model=tiny_judge(Path(tmp) / "tiny"), dtype="float32")
+    config = with_numbers(args.config, tmp, http_port=free_port(), args={"grpc": {"port": port}, "scorer": scorer})
+    serve_run(config)
     address = f"127.0.0.1:{port}"
     wait_until_serving(address, timeout_s=600)
     with GramClient(address) as c:  # load the model's caches before the first measurement
@@ -119,7 +145,8 @@ def main() -> None:
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan")
     kept = set(memory_start) & set(memory_end)
     growth = max((memory_end[p] - memory_start[p] for p in kept), default=float("nan"))
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs; {args.config.name} with {args.tokens}-token budgets")
+    model = "a 2-layer random judge" if args.tiny else "its own model"
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} CPUs; {args.config.name} ({model}) with {args.tokens}-token budgets")
     print(f"{'requests':>9}{'concurrency':>12}{'lost':>6}{'wrong':>7}{'pairs/s':>9}{'p50 s':>8}{'p99 s':>8}")
     print(f"{args.requests:>9}{args.concurrency:>12}{lost:>6}{wrong:>7}{len(latencies) / wall:>9.2f}{p50:>8.2f}{p99:>8.2f}")
     print("judge replica RSS MB (start -> end): " + ", ".join(

@@ -55,7 +55,13 @@ def cluster():
 def test_judge_scales_across_nodes_under_load_and_back(cluster, tiny_model_dir, tmp_path):
     from ray import serve
 
-    from gram_ray.serve.launch import judge_replicas, serve_run, wait_for_replicas, wait_until_serving, with_numbers
+    from gram_ray.serve.launch import (
+        judge_replicas,
+        serve_run,
+        wait_for_replicas,
+        wait_until_serving,
+        with_numbers,
+    )
 
     port = free_port()
     config = with_numbers(
