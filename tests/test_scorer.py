@@ -4,7 +4,7 @@ import torch
 from gram_ray.encoding import pack_batches
 from gram_ray.judge import Pair
 from gram_ray.scorer import GramScorer, ScorerConfig
-from tests.conftest import tiny_llama
+from conftest import tiny_llama
 
 PAIRS = [
     Pair("What is 2 + 2?", "4", "5"),
