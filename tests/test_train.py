@@ -81,8 +81,11 @@ def test_finetune_two_workers(ray_cluster, tmp_path, tiny_model_dir):
     pair = [Pair("q?", "an answer", "another answer")]
     assert tuned.score(pair)[0].p_ab != pytest.approx(base.score(pair)[0].p_ab, abs=1e-6)
     # LoRA changed only adapter weights: the base weights inside the tuned model are the originals.
+    # (the scorer merges an adapter for inference, so read the unmerged PEFT model here)
+    from gram_ray.models import load_causal_lm, resolve_model
+
     base_state = base.model.state_dict()
-    for name, value in tuned.model.get_base_model().state_dict().items():
+    for name, value in load_causal_lm(resolve_model(str(final)), is_trainable=True).get_base_model().state_dict().items():
         if "lora_" not in name:
             clean = name.replace(".base_layer", "")
             assert torch.equal(value, base_state[clean]), name
