@@ -1,10 +1,10 @@
 import pytest
 import torch
+from conftest import tiny_llama
 
 from gram_ray.encoding import pack_batches
 from gram_ray.judge import Pair
 from gram_ray.scorer import GramScorer, ScorerConfig
-from conftest import tiny_llama
 
 PAIRS = [
     Pair("What is 2 + 2?", "4", "5"),
