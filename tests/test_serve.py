@@ -409,76 +409,63 @@ def test_binding_beyond_loopback_needs_a_token():
         check_exposure("0.0.0.0", None, AuthConfig(), "grpc.host")
 
 
-def test_no_request_is_lost_when_the_judge_replica_is_killed(service, client):
-    """SIGKILL the real judge replica process while requests are in flight: Serve restarts it, the
-    ingress retries the idempotent scoring on the new replica within each caller's deadline, and
-    every request succeeds (before: the in-flight ones failed with INTERNAL)."""
+def _compare_while_killing(address: str, pid: int, retry: RetryPolicy) -> tuple[list, list]:
+    """3 callers send 6 Compare calls of 40 long pairs each; 1 s in, SIGKILL process ``pid``.
+    Returns the answers and the status codes of the calls that failed."""
     import os
     import signal
     import threading
 
+    long_pairs = [(PROMPT, "a long answer " * 150 + str(i), "another long answer " * 150) for i in range(40)]
+    results, errors = [], []
+
+    def send() -> None:
+        with GramClient(address, timeout_s=120, retry=retry) as c:
+            for _ in range(6):
+                try:
+                    results.append(c.compare(long_pairs))
+                except grpc.RpcError as exc:  # noqa: PERF203
+                    errors.append(exc.code())
+
+    threads = [threading.Thread(target=send) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    os.kill(pid, signal.SIGKILL)
+    for t in threads:
+        t.join()
+    return results, errors
+
+
+def test_no_request_is_lost_when_the_judge_replica_is_killed(service, client):
+    """SIGKILL the real judge replica process while requests are in flight: Serve restarts it, the
+    ingress retries the idempotent scoring on the new replica within each caller's deadline, and
+    every request succeeds (before: the in-flight ones failed with INTERNAL)."""
     from ray import serve
 
     def judge_pid() -> int:
         return serve.get_deployment_handle("Judge", app_name="gram").stats.remote().result()["pid"]
 
     pid = judge_pid()
-    long_pairs = [(PROMPT, "a long answer " * 150 + str(i), "another long answer " * 150) for i in range(40)]
-    results, errors = [], []
-
-    def send() -> None:  # no client-side retries: the server alone must not lose the request
-        with GramClient(service["address"], timeout_s=120, retry=RetryPolicy(attempts=1)) as c:
-            for _ in range(6):
-                try:
-                    results.append(c.compare(long_pairs))
-                except grpc.RpcError as exc:  # noqa: PERF203
-                    errors.append(exc.code())
-
-    threads = [threading.Thread(target=send) for _ in range(3)]
-    for t in threads:
-        t.start()
-    time.sleep(1.0)
-    os.kill(pid, signal.SIGKILL)
-    for t in threads:
-        t.join()
+    # no client-side retries: the server alone must not lose the request
+    results, errors = _compare_while_killing(service["address"], pid, RetryPolicy(attempts=1))
     assert errors == [] and len(results) == 18 and all(len(r) == 40 for r in results)
     assert judge_pid() != pid  # a new replica answered
     assert client.health()["status"] == "SERVING"
-
 
 
 def test_no_request_is_lost_when_the_ingress_replica_is_killed(service, client):
     """SIGKILL the real ingress replica (the process running the gRPC server) while GramClient calls
     are in flight: the calls on the dead connection fail with UNAVAILABLE, the client retries them
     with its default backoff while Serve restarts the replica on the same port, and none is lost."""
-    import os
-    import signal
     import subprocess
-    import threading
 
     def ingress_pids() -> set[int]:
         out = subprocess.run(["pgrep", "-f", "ServeReplica:gram:RewardComparator"], capture_output=True, text=True)
         return {int(pid) for pid in out.stdout.split()}
 
     (pid,) = ingress_pids()
-    long_pairs = [(PROMPT, "a long answer " * 150 + str(i), "another long answer " * 150) for i in range(40)]
-    results, errors = [], []
-
-    def send() -> None:
-        with GramClient(service["address"], timeout_s=120) as c:  # the default retry policy
-            for _ in range(6):
-                try:
-                    results.append(c.compare(long_pairs))
-                except grpc.RpcError as exc:  # noqa: PERF203
-                    errors.append(exc.code())
-
-    threads = [threading.Thread(target=send) for _ in range(3)]
-    for t in threads:
-        t.start()
-    time.sleep(1.0)
-    os.kill(pid, signal.SIGKILL)
-    for t in threads:
-        t.join()
+    results, errors = _compare_while_killing(service["address"], pid, RetryPolicy())  # the default retry policy
     assert errors == [] and len(results) == 18 and all(len(r) == 40 for r in results)
     assert pid not in ingress_pids() and len(ingress_pids()) == 1  # a new ingress answered
     assert client.health()["status"] == "SERVING"
