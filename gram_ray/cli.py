@@ -9,6 +9,7 @@
     gram-ray train train_configs/finetune.yaml [--set key=value …]
     gram-ray self-train train_configs/self_train.yaml [--set key=value …]
     gram-ray eval ../shared/data/dev_rmbench_code.jsonl.gz --model default --out runs/eval/rmbench-code
+    gram-ray calibrate runs/data/labeled_heldout.jsonl.gz --model DIR --out runs/calibrate --offset 500 --limit 300
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def add_config_arguments(
 
 
 SCORER_FLAGS = ["model", "dtype", "device", "device_map", "orders", "max_prompt_tokens", "max_response_tokens",
-                "max_batch_tokens", "trust_remote_code"]
+                "max_batch_tokens", "trust_remote_code", "calibrated"]
 SAMPLING_FLAGS = ["temperature", "top_p", "max_new_tokens", "seed"]
 
 
@@ -111,11 +112,25 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from gram_ray.eval.run import EvalConfig, evaluate
 
     config = EvalConfig(
-        data=args.data, out=args.out, format=args.format, scorer=_scorer_config(args), limit=args.limit,
+        data=args.data, out=args.out, format=args.format, scorer=_scorer_config(args), offset=args.offset, limit=args.limit,
         num_actors=args.num_actors, reasoning=args.reasoning, votes=args.votes, sampling=_sampling_config(args),
     )
     metrics = evaluate(config)
     _print({"headline": metrics["headline"], "pairs": metrics["pairs"], "out": str(args.out)})
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from gram_ray.eval.calibrate import CalibrateConfig, calibrate
+    from gram_ray.models import resolve_model
+
+    source = resolve_model(args.model)  # a spec such as "default" names a directory too
+    if source.kind == "hub":
+        raise ValueError(f"--model: {args.model} is a hub id; calibrate a local model directory")
+    config = CalibrateConfig(
+        model=source.path, data=args.data, predictions=args.predictions, out=args.out, offset=args.offset,
+        limit=args.limit, scorer=_scorer_config(args), num_actors=args.num_actors,
+    )
+    _print(calibrate(config))
 
 
 def cmd_split(args: argparse.Namespace) -> None:
@@ -246,11 +261,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="JSONL(.gz): plain pairs, RM-Bench, JudgeBench or RewardBench rows")
     p.add_argument("--out", required=True, help="output directory: metrics.json, predictions.jsonl, report.md, plots")
     p.add_argument("--format", default="auto", choices=["auto", "pairs", "rmbench", "judgebench", "rewardbench"])
-    p.add_argument("--limit", type=int, default=None, help="first N rows (prompts) only")
+    p.add_argument("--offset", type=int, default=0, help="skip the first N rows")
+    p.add_argument("--limit", type=int, default=None, help="first N rows (prompts) only, after --offset")
     p.add_argument("--num-actors", type=int, default=None, help="scorer actors (default: one per GPU, else one per 2 CPUs)")
     _add_scorer_args(p)
     _add_reasoning_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("calibrate", help="fit a judge's position bias and temperature on held-out pairs; "
+                       "writes calibration.json into the model directory")
+    p.add_argument("data", nargs="?", default=None, help="labeled pairs (JSONL(.gz)) to judge and fit on")
+    p.add_argument("--predictions", default=None, help="instead of data: an existing gram-ray eval's predictions.jsonl")
+    p.add_argument("--out", default=None, help="with data: where the fit rows' evaluation is written")
+    p.add_argument("--offset", type=int, default=0, help="skip the first N rows (keep the rows you report out of the fit)")
+    p.add_argument("--limit", type=int, default=None, help="then use N rows")
+    p.add_argument("--num-actors", type=int, default=None, help="scorer actors (default: one per GPU, else one per 2 CPUs)")
+    _add_scorer_args(p)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("split", help="split a JSONL(.gz) file by prompt into train and held-out files")
     p.add_argument("data", help="JSONL(.gz) rows with a prompt field")

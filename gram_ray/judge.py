@@ -296,6 +296,38 @@ def verdict(p_a_better: float) -> str | None:
     return "A" if p_a_better > 0.5 else "B" if p_a_better < 0.5 else None
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """How a judge's verdict margin becomes a probability: ``σ((logit_A - logit_B - position_bias) / temperature)``.
+
+    ``position_bias`` is the log-odds the judge adds to whichever response it is shown first, and
+    ``temperature`` undoes over- or under-confidence. Both are fitted on held-out pairs (never on
+    the pairs a model is evaluated on; :mod:`gram_ray.eval.calibrate`) and saved beside the model as
+    ``calibration.json``; the identity (0, 1) is the raw verdict probability. Removing a constant
+    first-position preference makes each order's verdict agree more often with the swapped one;
+    the temperature leaves every verdict as it is and only rescales its confidence.
+    """
+
+    position_bias: float = 0.0
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.position_bias) and math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"calibration: need a finite position_bias and temperature > 0, got {self}")
+
+    @property
+    def is_identity(self) -> bool:
+        return self.position_bias == 0.0 and self.temperature == 1.0
+
+    def p_first_better(self, margin: float) -> float:
+        """P(the response shown first is better) from ``logit("A") - logit("B")``."""
+        z = (margin - self.position_bias) / self.temperature
+        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"position_bias": self.position_bias, "temperature": self.temperature}
+
+
 def combine_orders(p_ab: float, p_ba: float | None) -> float:
     """``p_a_better`` from the per-order probabilities (both in "response_a is better" terms)."""
     return p_ab if p_ba is None else 0.5 * (p_ab + p_ba)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import torch
 
 from gram_ray.head import is_scalar_architecture
+from gram_ray.judge import Calibration
 
 logger = logging.getLogger(__name__)
 
@@ -277,6 +278,22 @@ def trained_budgets(source: ModelSource) -> dict[str, int]:
         return {}
     config = json.loads(record.read_text()).get("config", {})
     return {key: int(config[key]) for key in ("max_prompt_tokens", "max_response_tokens") if config.get(key)}
+
+
+CALIBRATION_FILE = "calibration.json"
+
+
+def saved_calibration(source: ModelSource) -> Calibration:
+    """The position bias and temperature fitted for a model (``calibration.json`` beside it, written
+    by ``gram-ray calibrate``), or the identity when it has none."""
+    path = Path(source.path) / CALIBRATION_FILE
+    if source.kind == "hub" or not path.is_file():
+        return Calibration()
+    try:
+        record = json.loads(path.read_text())
+        return Calibration(float(record["position_bias"]), float(record["temperature"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a calibration record ({exc}); refit it with gram-ray calibrate or delete it") from exc
 
 
 def is_scalar_reward_model(source: ModelSource) -> bool:

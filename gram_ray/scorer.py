@@ -55,6 +55,7 @@ from gram_ray.models import (
     resolve_device,
     resolve_dtype,
     resolve_model,
+    saved_calibration,
     trained_budgets,
 )
 from gram_ray.reasoning import Rationale, SamplingConfig, judge_with_reasoning
@@ -105,6 +106,10 @@ class ScorerConfig(BaseModel):
     max_batch_sequences: int = Field(64, gt=0, description="sequences (a pair is two) per forward pass")
     orders: Orders = Field("both", description="both = judge both orders and average (cancels position bias); ab = A first only")
     share_prefix: bool = Field(True, description="compute the judge instruction's KV cache once")
+    calibrated: bool = Field(
+        True, description="apply the model's calibration.json (its position bias and temperature, fitted by "
+        "gram-ray calibrate) when it has one; false = the raw verdict token probabilities",
+    )
 
     _renamed = model_validator(mode="before")(renamed_fields({"max_batch_size": "max_batch_sequences"}))
 
@@ -168,6 +173,7 @@ class GramScorer:
         self.tokenizer = tokenizer
         self.source = source
         self.tokens = VerdictTokens.from_tokenizer(tokenizer)
+        self.calibration = saved_calibration(source) if source is not None and config.calibrated else judge.Calibration()
         self.stats = ScorerStats()
         # A scalar reward model (the Bradley-Terry baseline) scores each response on its own and
         # compares rewards; a generative judge reads the verdict of the pair.
@@ -219,6 +225,7 @@ class GramScorer:
             "device": str(self.input_device),
             "shared_prefix_tokens": len(self._prefix_ids),
             "max_batch_tokens": self.max_batch_tokens,
+            "calibration": self.calibration.as_dict(),
         }
 
     @property
@@ -314,9 +321,10 @@ class GramScorer:
         return out
 
     def verdict_probabilities(self, sequences: Sequence[Sequence[int]]) -> list[float]:
-        """P("A") over {"A", "B"} at the end of each token sequence, in input order."""
+        """P("A") over {"A", "B"} at the end of each token sequence, in input order, through the
+        model's calibration (the identity for a model without one: the softmax over the two tokens)."""
         logits = self.verdict_logits(sequences)
-        return torch.softmax(logits, dim=-1)[:, 0].tolist()
+        return [self.calibration.p_first_better(m) for m in (logits[:, 0] - logits[:, 1]).tolist()]
 
     @torch.inference_mode()
     def verdict_logits(self, sequences: Sequence[Sequence[int]]) -> torch.Tensor:

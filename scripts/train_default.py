@@ -4,7 +4,9 @@
     python scripts/train_default.py --snapshot   # copy the newest checkpoint into checkpoints/default (commit it)
     python scripts/train_default.py --publish    # export the newest checkpoint as gram_ray/models/default
     python scripts/train_default.py --report     # the held-out curve as a table and plot in MODEL_CARD.md
-    make model                                   # the same as the first line
+    python scripts/train_default.py --calibrate  # fit the shipped model's calibration, report held-out rows 0-499
+    python scripts/train_default.py --evaluate   # the out-of-distribution sets, beside the length baseline
+    make model                                   # train, snapshot, publish, calibrate, report
 
 Recipe (MODEL_CARD.md): stage 2 from the shipped stage-1 adapter (`gram_ray/models/stage1-smollm2-135m`),
 verdict loss with label smoothing 0.1, each pair in both orders, 8 pairs per step, lr 1e-3 with a short
@@ -31,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.ablation import GRAM_CLI, SPLITS, STAGE1, make_splits  # noqa: E402
+from scripts.ablation import DATA, GRAM_CLI, SPLITS, STAGE1, make_splits, write_table_into  # noqa: E402
 
 RUN = ROOT / "runs" / "default"
 COMMITTED = ROOT / "checkpoints" / "default"
@@ -156,11 +158,123 @@ def report() -> None:
     print(text)
 
 
+# The in-domain held-out split (prompts never trained on) is cut in two: rows [0, 500) are the
+# ones every held-out figure is reported on, rows [500, 800) are the calibration rows.
+HELDOUT = SPLITS / "labeled_heldout.jsonl.gz"
+REPORT_ROWS, CALIBRATION_ROWS = (0, 500), (500, 300)
+EVALS = RUN / "eval"
+# Out of distribution: each set beside the length baseline on the same rows (RM-Bench: 9 comparisons per prompt).
+OOD = [
+    ("hh_heldout", SPLITS / "hh_heldout.jsonl.gz", None),
+    ("rmbench_code", DATA / "dev_rmbench_code.jsonl.gz", 20),
+    ("rmbench_safety_refuse", DATA / "dev_rmbench_safety_refuse.jsonl.gz", 20),
+    ("judgebench", DATA / "dev_judgebench_claude.jsonl.gz", 100),
+]
+EVAL_START, EVAL_END = "<!-- default-eval:start -->", "<!-- default-eval:end -->"
+
+
+def calibrate(reuse: bool = False) -> None:
+    """Judge held-out rows [0, 800) once with raw probabilities; fit the calibration on rows
+    [500, 800) into the shipped model; report rows [0, 500) raw and calibrated beside the baseline."""
+    from gram_ray.eval.calibrate import CalibrateConfig, read_predictions, recalibrated, summarize
+    from gram_ray.eval.calibrate import calibrate as fit
+    from gram_ray.eval.run import EvalConfig, length_baseline, load_comparisons
+    from gram_ray.scorer import ScorerConfig
+
+    make_splits()
+    raw = EVALS / "labeled_heldout_raw"
+    if not (reuse and (raw / "predictions.jsonl").is_file()):
+        run_cli(["eval", str(HELDOUT), "--model", str(SHIPPED), "--no-calibrated", "--out", str(raw),
+                 "--limit", str(sum(CALIBRATION_ROWS))])
+    fitted = fit(CalibrateConfig(model=SHIPPED, predictions=raw / "predictions.jsonl", offset=CALIBRATION_ROWS[0],
+                                 limit=CALIBRATION_ROWS[1]))
+    rows, applied = read_predictions(raw / "predictions.jsonl")
+    start, n = REPORT_ROWS
+    rows = rows[start:start + n]
+    scorer = ScorerConfig(model=str(SHIPPED))
+    _, jobs = load_comparisons(EvalConfig(data=HELDOUT, out=raw, offset=start, limit=n, scorer=scorer))
+    report = {
+        "rows": list(REPORT_ROWS), "calibration": {k: fitted[k] for k in ("position_bias", "temperature", "fitted_on")},
+        "raw": summarize(recalibrated(rows, judge_calibration(), applied)),
+        "calibrated": summarize(recalibrated(rows, judge_calibration(fitted), applied)),
+        "length_baseline": length_baseline("pairs", jobs, scorer)["pairs"],
+    }
+    save_json(EVALS / "labeled_heldout.json", report)
+    print(json.dumps(report, indent=2))
+
+
+def judge_calibration(record: dict | None = None):
+    from gram_ray.judge import Calibration
+
+    return Calibration() if record is None else Calibration(record["position_bias"], record["temperature"])
+
+
+def evaluate() -> None:
+    """The shipped (calibrated) model on the out-of-distribution sets; then the table in MODEL_CARD.md."""
+    make_splits()
+    for name, data, limit in OOD:
+        out = EVALS / name
+        if (out / "metrics.json").is_file() and json.loads((out / "metrics.json").read_text()).get("model") == str(SHIPPED):
+            continue  # resumable: a finished set is not judged again
+        run_cli(["eval", str(data), "--model", str(SHIPPED), "--out", str(out), *(["--limit", str(limit)] if limit else [])])
+    eval_table()
+
+
+def eval_table() -> None:
+    def acc(m: dict) -> str:
+        low, high = m["accuracy_ci95"]
+        return f"{m['accuracy']:.3f} ({low:.3f}–{high:.3f})"
+
+    lines = ["| set | n | `default` | flip rate | ECE | longer-response baseline |", "|---|---:|---|---:|---:|---:|"]
+    heldout = EVALS / "labeled_heldout.json"
+    if heldout.is_file():
+        h = json.loads(heldout.read_text())
+        for kind in ("raw", "calibrated"):
+            m = h[kind]
+            lines.append(f"| in-domain held-out rows {h['rows'][0]}–{h['rows'][1] - 1}, {kind} | {m['n']} | {acc(m)} | "
+                         f"{m['flip_rate']:.3f} | {m['ece']:.3f} | {h['length_baseline']['accuracy']:.3f} |")
+    for name, _, _ in OOD:
+        path = EVALS / name / "metrics.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+        pairs, base = m["pairs"], m["length_baseline"]
+        if "rmbench" in m:
+            r, b = m["rmbench"], base["rmbench"]
+            score = f"{r['overall']:.3f} (hard {r['hard']:.3f}, normal {r['normal']:.3f}, easy {r['easy']:.3f})"
+            baseline = f"{b['overall']:.3f} (hard {b['hard']:.3f})"
+            n = f"{r['domains'][next(iter(r['domains']))]['n']} prompts × 9"
+        elif "judgebench" in m:
+            score, baseline, n = f"{m['judgebench']['overall']:.3f} (both-order rule)", f"{base['judgebench']['overall']:.3f}", str(pairs["n"])
+        else:
+            score, baseline, n = acc(pairs), f"{base['pairs']['accuracy']:.3f}", str(pairs["n"])
+        lines.append(f"| {name} | {n} | {score} | {pairs['flip_rate']:.3f} | {pairs['ece']:.3f} | {baseline} |")
+    text = "\n".join(lines) + "\n"
+    write_table_into(ROOT / "MODEL_CARD.md", text, EVAL_START, EVAL_END)
+    print(text)
+
+
+def run_cli(args: list[str]) -> None:
+    print("+ gram-ray", " ".join(args), flush=True)
+    subprocess.run([GRAM_CLI, *args], check=True, cwd=ROOT)
+
+
+def save_json(path: Path, record: dict) -> None:
+    from gram_ray.data import atomic_writer
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(path) as f:
+        json.dump(record, f, indent=2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snapshot", action="store_true", help="only copy the newest checkpoint to checkpoints/default")
     parser.add_argument("--publish", action="store_true", help="only export the newest checkpoint as the shipped model")
     parser.add_argument("--report", action="store_true", help="only write the curve into MODEL_CARD.md")
+    parser.add_argument("--calibrate", action="store_true", help="only fit the shipped model's calibration and report held-out rows")
+    parser.add_argument("--reuse", action="store_true", help="with --calibrate: reuse the raw held-out predictions if present")
+    parser.add_argument("--evaluate", action="store_true", help="only evaluate the shipped model out of distribution")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra training overrides")
     args = parser.parse_args()
     if args.snapshot:
@@ -169,11 +283,18 @@ def main() -> None:
         publish()
     elif args.report:
         report()
+    elif args.calibrate:
+        calibrate(reuse=args.reuse)
+        eval_table()
+    elif args.evaluate:
+        evaluate()
     else:
         train(args.extra)
         snapshot()
         publish()
+        calibrate()
         report()
+        evaluate()
 
 
 if __name__ == "__main__":

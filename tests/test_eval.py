@@ -64,6 +64,10 @@ def test_pairs_and_rewardbench_fixtures(ray_cluster, tmp_path, tiny_model_dir):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     metrics = evaluate(cfg(tmp_path, path, tiny_model_dir))
     assert metrics["format"] == "rewardbench" and set(metrics["rewardbench"]["sections"]) == {"Chat", "Reasoning"}
+    # The length baseline on the same rows: "good" > "bad" and "yes" > "no" by length, "fine" < "worse".
+    baseline = metrics["length_baseline"]
+    assert baseline["pairs"]["accuracy"] == pytest.approx(2 / 3) and baseline["max_response_tokens"] == 24
+    assert baseline["pairs"]["flip_rate"] == 0 and "rewardbench" in baseline
 
     if DATA.is_dir():
         with gzip.open(DATA / "train_labeled.jsonl.gz", "rt") as f:
@@ -73,6 +77,25 @@ def test_pairs_and_rewardbench_fixtures(ray_cluster, tmp_path, tiny_model_dir):
         metrics = evaluate(cfg(tmp_path, pairs, tiny_model_dir))
         assert metrics["format"] == "pairs" and metrics["pairs"]["n"] == 4
         assert 0 <= metrics["pairs"]["flip_rate"] <= 1 and metrics["pairs"]["ece"] >= 0
+        raw = [json.loads(x) for x in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+
+        # --offset skips rows, and a model's calibration.json is applied and recorded with the metrics
+        # (so `gram-ray calibrate --predictions` can undo it).
+        import shutil
+
+        from gram_ray.eval.calibrate import logit
+        from gram_ray.judge import Calibration
+
+        calibrated = tmp_path / "calibrated"
+        shutil.copytree(tiny_model_dir, calibrated)
+        cal = Calibration(position_bias=0.4, temperature=2.0)
+        (calibrated / "calibration.json").write_text(json.dumps(cal.as_dict()))
+        metrics = evaluate(cfg(tmp_path, pairs, calibrated, offset=1, limit=2))
+        assert metrics["pairs"]["n"] == 2 and metrics["calibration"] == cal.as_dict()
+        shifted = [json.loads(x) for x in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+        assert [r["line"] for r in shifted] == [2, 3]
+        for before, after in zip(raw[1:3], shifted, strict=True):
+            assert after["p_ab"] == pytest.approx(cal.p_first_better(logit(before["p_ab"])), abs=1e-5)
 
 
 def test_reasoning_eval_reports_votes_rationales_and_throughput(ray_cluster, tmp_path, tiny_model_dir):

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gram_ray.data import DataError, atomic_writer, iter_jsonl, parse_pair_row
 from gram_ray.eval import metrics as rules
-from gram_ray.judge import Pair, render_question
+from gram_ray.judge import Calibration, Pair, render_question
+from gram_ray.models import resolve_model, saved_calibration, trained_budgets
 from gram_ray.pool import judge_pairs
 from gram_ray.reasoning import SamplingConfig
 from gram_ray.scorer import ScorerConfig
@@ -37,7 +38,8 @@ class EvalConfig(BaseModel):
     out: Path
     format: Format = "auto"
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
-    limit: int | None = Field(None, gt=0, description="first N rows (prompts) only")
+    offset: int = Field(0, ge=0, description="skip the first N rows (e.g. rows kept for calibration or reporting)")
+    limit: int | None = Field(None, gt=0, description="first N rows (prompts) only, after offset")
     num_actors: int | None = Field(None, gt=0, description="scorer actors; default one per GPU, else one per 2 CPUs")
     batch_size: int = Field(16, gt=0, description="comparisons per actor call")
     reasoning: bool = Field(False, description="GRAM-R²: sampled rationales and a majority vote")
@@ -65,7 +67,9 @@ def load_comparisons(cfg: EvalConfig) -> tuple[str, list[dict[str, Any]]]:
     jobs: list[dict[str, Any]] = []
     fmt = cfg.format
     for n, (line, row) in enumerate(iter_jsonl(cfg.data)):
-        if cfg.limit is not None and n >= cfg.limit:
+        if n < cfg.offset:
+            continue
+        if cfg.limit is not None and n >= cfg.offset + cfg.limit:
             break
         if fmt == "auto":
             fmt = detect_format(row)
@@ -197,8 +201,14 @@ def write_report(out: Path, model: str, data: Path, metrics: dict[str, Any], res
         f"- pairwise accuracy (both orders averaged): {pairs['accuracy']:.4f} (95% CI {low:.3f}–{high:.3f}, n={pairs['n']})",
         f"- position-flip rate: {pairs['flip_rate']:.4f}" if pairs["flip_rate"] is not None else "- position-flip rate: n/a",
         f"- ECE: {pairs['ece']:.4f}",
-        f"- comparisons with truncated text: {metrics['truncated_comparisons']} of {metrics['comparisons']}", "",
+        f"- comparisons with truncated text: {metrics['truncated_comparisons']} of {metrics['comparisons']}",
     ]
+    if "length_baseline" in metrics:
+        base = metrics["length_baseline"]
+        lines.append(f"- \"longer visible response\" baseline (responses cut to {base['max_response_tokens']} tokens), "
+                     f"same comparisons: {base['headline']['name']} {base['headline']['value']:.4f}, "
+                     f"pairwise accuracy {base['pairs']['accuracy']:.4f}")
+    lines.append("")
     for key in ("rmbench", "judgebench", "rewardbench", "reasoning"):
         if key in metrics:
             lines += [f"## {key}", "", "```json", json.dumps(metrics[key], indent=2), "```", ""]
@@ -207,12 +217,51 @@ def write_report(out: Path, model: str, data: Path, metrics: dict[str, Any], res
         f.write("\n".join(lines))
 
 
+def response_budget(scorer: ScorerConfig) -> int:
+    """The per-response token budget the scorer actors judge at (config, else the model's training record)."""
+    from gram_ray.scorer import DEFAULT_MAX_TOKENS
+
+    if scorer.max_response_tokens is not None:
+        return scorer.max_response_tokens
+    return trained_budgets(resolve_model(scorer.model)).get("max_response_tokens", DEFAULT_MAX_TOKENS)
+
+
+def length_baseline(fmt: str, jobs: list[dict[str, Any]], scorer: ScorerConfig) -> dict[str, Any]:
+    """"Prefer the longer visible response": the same comparisons, scored by which response has more
+    characters left after both are cut to the scorer's response budget (a tie is no verdict), through
+    the same official scoring as the model. A judge is worth something only where it beats this."""
+    from gram_ray.encoding import truncate_texts
+    from gram_ray.models import load_tokenizer
+
+    tokenizer = load_tokenizer(resolve_model(scorer.model), trust_remote_code=scorer.trust_remote_code)
+    budget = response_budget(scorer)
+    a, _ = truncate_texts(tokenizer, [j["a"] for j in jobs], budget)
+    b, _ = truncate_texts(tokenizer, [j["b"] for j in jobs], budget)
+    results = []
+    for job, x, y in zip(jobs, a, b, strict=True):
+        p = 1.0 if len(x) > len(y) else 0.0 if len(x) < len(y) else 0.5
+        results.append({**job, "p_a_better": p, "p_ab": p, "p_ba": p, "truncated": False})
+    metrics = compute_metrics(fmt, results)
+    return {"max_response_tokens": budget, "headline": metrics["headline"], "pairs": metrics["pairs"],
+            **{k: metrics[k] for k in ("rmbench", "judgebench", "rewardbench") if k in metrics}}
+
+
+def applied_calibration(scorer: ScorerConfig) -> Calibration:
+    """The calibration the scorer actors apply (recorded so predictions can be refitted from raw margins)."""
+    if not scorer.calibrated:
+        return Calibration()
+    return saved_calibration(resolve_model(scorer.model))
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     fmt, jobs = load_comparisons(cfg)
     logger.info("%s: %d comparisons (%s format)", cfg.data, len(jobs), fmt)
     results = score_jobs(cfg, jobs)
     metrics = compute_metrics(fmt, results)
-    metrics.update({"model": cfg.scorer.model, "data": str(cfg.data)})
+    metrics.update({"model": cfg.scorer.model, "data": str(cfg.data), "offset": cfg.offset, "limit": cfg.limit,
+                    "calibration": applied_calibration(cfg.scorer).as_dict()})
+    if not cfg.reasoning:
+        metrics["length_baseline"] = length_baseline(fmt, jobs, cfg.scorer)
     if cfg.reasoning:
         metrics["reasoning"] = {"votes": cfg.votes, "sampling": cfg.sampling.model_dump(), **metrics.get("reasoning", {})}
     cfg.out.mkdir(parents=True, exist_ok=True)
