@@ -36,8 +36,9 @@ serve: setup
 	$(VENV)/bin/serve run serve_configs/gram.yaml
 
 demo: setup
-	$(VENV)/bin/gram-ray compare --prompt "What is the capital of France?" \
-		--a "The capital of France is Paris." --b "France's capital is Lyon."
+	$(VENV)/bin/gram-ray compare --prompt "Give me a tip for sleeping better." \
+		--a "Keep a regular schedule: go to bed and get up at the same time every day, and avoid screens for an hour before bed." \
+		--b "Sleep."
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -53,6 +53,26 @@ def verdict_loss(
     raise ValueError(f"unknown reduction {reduction!r}")
 
 
+def order_consistency_penalty(logits: torch.Tensor) -> torch.Tensor:
+    """The squared position effect per pair, for logits of each pair in both orders.
+
+    Args:
+        logits: ``[2N, 2]`` verdict logits laid out as ``verdict_batch`` builds them with both
+            orders: row ``2i`` is pair i with its response_a shown first, row ``2i + 1`` the same
+            pair swapped.
+
+    With margins ``m = logit_A - logit_B``, a judge that ignores position has ``m_ab = -m_ba``
+    (the same preference, named by the other letter); ``(m_ab + m_ba) / 2`` is what the first
+    position adds in log-odds. The penalty is its mean square. Cross-entropy on both orders only
+    asks each order to be right; this asks the two to agree, which is what the position-flip rate
+    measures.
+    """
+    if logits.ndim != 2 or logits.shape[-1] != 2 or logits.shape[0] % 2:
+        raise ValueError(f"logits must have shape [2N, 2] (each pair in both orders), got {tuple(logits.shape)}")
+    margins = (logits[:, 0] - logits[:, 1]).float().view(-1, 2)
+    return (0.5 * margins.sum(dim=-1)).pow(2).mean()
+
+
 def bradley_terry_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor) -> torch.Tensor:
     """Discriminative baseline: ``-log σ(r_chosen - r_rejected)``, averaged."""
     return -F.logsigmoid(reward_chosen.float() - reward_rejected.float()).mean()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -186,8 +187,9 @@ def calibrate(reuse: bool = False) -> None:
     if not (reuse and (raw / "predictions.jsonl").is_file()):
         run_cli(["eval", str(HELDOUT), "--model", str(SHIPPED), "--no-calibrated", "--out", str(raw),
                  "--limit", str(sum(CALIBRATION_ROWS))])
-    fitted = fit(CalibrateConfig(model=SHIPPED, predictions=raw / "predictions.jsonl", offset=CALIBRATION_ROWS[0],
-                                 limit=CALIBRATION_ROWS[1]))
+    # Paths relative to the checkout: calibration.json ships, and records what it was fitted on.
+    fitted = fit(CalibrateConfig(model=SHIPPED.relative_to(ROOT), predictions=(raw / "predictions.jsonl").relative_to(ROOT),
+                                 offset=CALIBRATION_ROWS[0], limit=CALIBRATION_ROWS[1]))
     rows, applied = read_predictions(raw / "predictions.jsonl")
     start, n = REPORT_ROWS
     rows = rows[start:start + n]
@@ -277,6 +279,7 @@ def main() -> None:
     parser.add_argument("--evaluate", action="store_true", help="only evaluate the shipped model out of distribution")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra training overrides")
     args = parser.parse_args()
+    os.chdir(ROOT)
     if args.snapshot:
         snapshot()
     elif args.publish:

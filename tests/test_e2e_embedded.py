@@ -22,11 +22,21 @@ def test_embedded_model_scores_a_pair():
     assert scorer.info()["backbone"].endswith("smollm2-135m")
 
 
+SLEEP = ("Give me a tip for sleeping better.",
+         "Keep a regular schedule: go to bed and get up at the same time every day, and avoid screens for an hour before bed.",
+         "Sleep.")
+
+
 def test_cli_compare_with_the_default_model():
+    """The README's quick-start pair: the shipped judge prefers the helpful answer in both orders,
+    served calibrated at the budgets it was trained at."""
+    prompt, good, bad = SLEEP
     proc = subprocess.run(
-        [sys.executable, "-m", "gram_ray.cli", "compare", "--prompt", "2+2?", "--a", "4", "--b", "5"],
+        [sys.executable, "-m", "gram_ray.cli", "compare", "--prompt", prompt, "--a", good, "--b", bad],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert 0.0 < out["p_a_better"] < 1.0 and out["model"]["spec"] == "default"
+    assert out["model"]["spec"] == "default" and out["model"]["max_response_tokens"] == 256
+    assert out["model"]["calibration"]["temperature"] != 1.0  # the shipped calibration.json is applied
+    assert out["p_ab"] > 0.5 and out["p_ba"] > 0.5, out

@@ -8,7 +8,14 @@ import math
 import pytest
 import torch
 
-from gram_ray.losses import bradley_terry_loss, lm_loss, masked_lm_loss, next_token_targets, verdict_loss
+from gram_ray.losses import (
+    bradley_terry_loss,
+    lm_loss,
+    masked_lm_loss,
+    next_token_targets,
+    order_consistency_penalty,
+    verdict_loss,
+)
 
 NLL_POS = math.log1p(math.exp(-2.0))  # -log σ(2) = 0.1269280110
 NLL_NEG = NLL_POS + 2.0  # -log σ(-2)
@@ -87,3 +94,12 @@ def test_next_token_targets_shift_and_mask():
     # position t predicts label t+1: row 0 keeps t=1 (7), t=2 (8); row 1 keeps t=0 (2)
     assert keep.tolist() == [[False, True, True], [True, False, False]]
     assert targets.tolist() == [7, 8, 2]
+
+
+def test_order_consistency_penalty_by_hand():
+    # Pair 1: m_ab = 2 - 0 = 2, m_ba = 1 - 0 = 1 → position effect (2 + 1)/2 = 1.5 → 2.25.
+    # Pair 2: m_ab = 0 - 3 = -3, m_ba = 3 - 0 = 3 → opposite margins, no position effect → 0.
+    logits = torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 3.0], [3.0, 0.0]])
+    assert order_consistency_penalty(logits).item() == pytest.approx((2.25 + 0.0) / 2)
+    with pytest.raises(ValueError, match="both orders"):
+        order_consistency_penalty(torch.zeros(3, 2))

@@ -5,7 +5,7 @@ import torch
 
 from gram_ray.data import PairRow
 from gram_ray.judge import Pair
-from gram_ray.losses import masked_lm_loss, verdict_loss
+from gram_ray.losses import masked_lm_loss, order_consistency_penalty, verdict_loss
 from gram_ray.scorer import GramScorer, ScorerConfig
 from gram_ray.train.examples import pretrain_batch, verdict_batch
 from gram_ray.train.modules import ResponseLMLoss, VerdictLoss
@@ -35,6 +35,9 @@ def test_verdict_module_matches_the_scorer_and_the_loss(tiny_model, smol_tokeniz
         assert p_first[0].item() == pytest.approx(expected[0].p_ab, abs=1e-5)
         assert 1 - p_first[1].item() == pytest.approx(expected[0].p_ba, abs=1e-5)
         assert module(batch).item() == pytest.approx(verdict_loss(logits, batch.target, 0.1).item(), abs=1e-6)
+        consistent = VerdictLoss(tiny_model, scorer.tokens.ids, label_smoothing=0.1, order_consistency=0.5)
+        assert consistent(batch).item() == pytest.approx(
+            verdict_loss(logits, batch.target, 0.1).item() + 0.5 * order_consistency_penalty(logits).item(), abs=1e-6)
 
 
 def test_response_lm_loss_equals_the_full_vocab_masked_loss(tiny_model, smol_tokenizer):

@@ -67,6 +67,10 @@ class TrainConfig(BaseModel):
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     soft_labels: bool = Field(False, description="finetune: train on prob_a where rows have it")
     both_orders: bool = Field(True, description="finetune/reasoner/prover: use each pair in both orders")
+    order_consistency: float = Field(
+        0.0, ge=0, description="finetune: weight of the squared position effect per pair (the two orders' margins "
+        "should be opposite; needs both_orders); 0 = off",
+    )
 
     # Model update
     lora: LoraConfig | None = Field(default_factory=LoraConfig, description="null = full fine-tuning")
@@ -99,6 +103,8 @@ class TrainConfig(BaseModel):
     def _check(self) -> TrainConfig:
         if not self.data:
             raise ValueError("data: at least one file")
+        if self.order_consistency > 0 and not self.both_orders:
+            raise ValueError("order_consistency: needs both_orders (it compares each pair's two orders)")
         return self
 
 

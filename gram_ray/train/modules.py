@@ -26,7 +26,13 @@ from gram_ray.head import (
     verdict_logits,
     verdict_rows,
 )
-from gram_ray.losses import bradley_terry_loss, lm_loss, next_token_targets, verdict_loss
+from gram_ray.losses import (
+    bradley_terry_loss,
+    lm_loss,
+    next_token_targets,
+    order_consistency_penalty,
+    verdict_loss,
+)
 from gram_ray.train.examples import Batch
 
 
@@ -40,12 +46,16 @@ class VerdictLoss(nn.Module):
     batch instead of one per sequence.
     """
 
-    def __init__(self, model: nn.Module, verdict_ids: list[int], label_smoothing: float, prefix_ids: list[int] | None = None):
+    def __init__(
+        self, model: nn.Module, verdict_ids: list[int], label_smoothing: float, prefix_ids: list[int] | None = None,
+        order_consistency: float = 0.0,
+    ):
         super().__init__()
         self.model = model
         self.verdict_ids = verdict_ids
         self.label_smoothing = label_smoothing
         self.prefix_ids = list(prefix_ids or [])
+        self.order_consistency = order_consistency
 
     def _shares_prefix(self, batch: Batch) -> bool:
         p = len(self.prefix_ids)
@@ -77,7 +87,11 @@ class VerdictLoss(nn.Module):
         return verdict_logits(last, weight, bias, unwrap(self.model).config)
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return verdict_loss(self.logits(batch), batch.target.to(batch.input_ids.device), self.label_smoothing)
+        logits = self.logits(batch)
+        loss = verdict_loss(logits, batch.target.to(batch.input_ids.device), self.label_smoothing)
+        if self.order_consistency:
+            loss = loss + self.order_consistency * order_consistency_penalty(logits)
+        return loss
 
 
 class ResponseLMLoss(nn.Module):
