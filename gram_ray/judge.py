@@ -315,14 +315,13 @@ class Calibration:
         if not (math.isfinite(self.position_bias) and math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"calibration: need a finite position_bias and temperature > 0, got {self}")
 
-    @property
-    def is_identity(self) -> bool:
-        return self.position_bias == 0.0 and self.temperature == 1.0
-
     def p_first_better(self, margin: float) -> float:
         """P(the response shown first is better) from ``logit("A") - logit("B")``."""
-        z = (margin - self.position_bias) / self.temperature
-        return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+        return sigmoid((margin - self.position_bias) / self.temperature)
+
+    def margin(self, p_first_better: float, eps: float = 1e-7) -> float:
+        """The raw verdict margin this calibration turned into ``p_first_better`` (its inverse)."""
+        return self.temperature * log_odds(p_first_better, eps) + self.position_bias
 
     def as_dict(self) -> dict[str, float]:
         return {"position_bias": self.position_bias, "temperature": self.temperature}
@@ -331,6 +330,11 @@ class Calibration:
 def combine_orders(p_ab: float, p_ba: float | None) -> float:
     """``p_a_better`` from the per-order probabilities (both in "response_a is better" terms)."""
     return p_ab if p_ba is None else 0.5 * (p_ab + p_ba)
+
+
+def sigmoid(z: float) -> float:
+    """σ(z) without overflow for large |z|."""
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 def log_odds(p: float, eps: float = 1e-6) -> float:

@@ -12,10 +12,10 @@ from gram_ray.eval.calibrate import (
     calibrate,
     first_position_observations,
     fit_calibration,
-    logit,
     recalibrated,
 )
 from gram_ray.judge import Calibration, Pair
+from gram_ray.judge import log_odds as logit
 from gram_ray.scorer import GramScorer, ScorerConfig
 
 

@@ -83,8 +83,8 @@ def test_pairs_and_rewardbench_fixtures(ray_cluster, tmp_path, tiny_model_dir):
         # (so `gram-ray calibrate --predictions` can undo it).
         import shutil
 
-        from gram_ray.eval.calibrate import logit
         from gram_ray.judge import Calibration
+        from gram_ray.judge import log_odds as logit
 
         calibrated = tmp_path / "calibrated"
         shutil.copytree(tiny_model_dir, calibrated)

@@ -25,11 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gram_ray.data import DataError, atomic_writer
 from gram_ray.eval import metrics as rules
-from gram_ray.judge import Calibration
+from gram_ray.judge import Calibration, sigmoid
 from gram_ray.models import CALIBRATION_FILE
 from gram_ray.scorer import ScorerConfig
 
-LOGIT_CLIP = 1e-7  # probabilities this close to 0 or 1 carry no finite margin
+LOGIT_CLIP = 1e-7  # log-loss floor: a probability this close to 0 costs a finite loss
 RAW = Calibration()  # the identity: raw verdict-token probabilities
 
 
@@ -56,11 +56,6 @@ class CalibrateConfig(BaseModel):
         return self
 
 
-def logit(p: float) -> float:
-    p = min(max(p, LOGIT_CLIP), 1.0 - LOGIT_CLIP)
-    return math.log(p) - math.log1p(-p)
-
-
 def first_position_observations(
     predictions: Sequence[dict[str, Any]], applied: Calibration = RAW,
 ) -> tuple[list[float], list[bool]]:
@@ -75,7 +70,7 @@ def first_position_observations(
         if row.get("p_ba") is None:
             raise ValueError("calibration needs both orders of every pair (evaluate with --orders both)")
         for p_first, first_is_a in ((row["p_ab"], True), (1.0 - row["p_ba"], False)):
-            margins.append(applied.temperature * logit(p_first) + applied.position_bias)
+            margins.append(applied.margin(p_first))
             first_better.append((row["label"] == "A") == first_is_a)
     return margins, first_better
 
@@ -106,7 +101,7 @@ def fit_calibration(
         h_wc = 0.0
         for m, y in zip(margins, first_better, strict=True):
             z = w * m + c
-            p = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+            p = sigmoid(z)
             r, v = float(y) - p, p * (1.0 - p)
             g_w, g_c = g_w + r * m, g_c + r
             h_ww, h_wc, h_cc = h_ww + v * m * m, h_wc + v * m, h_cc + v
@@ -132,9 +127,8 @@ def recalibrated(predictions: Sequence[dict[str, Any]], calibration: Calibration
     """The predictions as ``calibration`` would have scored them (from their raw margins)."""
     out = []
     for row in predictions:
-        raw_ab = applied.temperature * logit(row["p_ab"]) + applied.position_bias
-        raw_ba = applied.temperature * logit(1.0 - row["p_ba"]) + applied.position_bias
-        p_ab, p_ba = calibration.p_first_better(raw_ab), 1.0 - calibration.p_first_better(raw_ba)
+        p_ab = calibration.p_first_better(applied.margin(row["p_ab"]))
+        p_ba = 1.0 - calibration.p_first_better(applied.margin(1.0 - row["p_ba"]))
         out.append({**row, "p_ab": p_ab, "p_ba": p_ba, "p_a_better": 0.5 * (p_ab + p_ba)})
     return out
 
@@ -158,7 +152,7 @@ def read_predictions(path: Path) -> tuple[list[dict[str, Any]], Calibration]:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise DataError(path, n, None, f"not JSON ({exc.msg})") from exc
-    applied = Calibration()
+    applied = RAW
     metrics = path.parent / "metrics.json"
     if metrics.is_file():
         applied = Calibration(**json.loads(metrics.read_text()).get("calibration", {}))
@@ -182,7 +176,7 @@ def calibrate(cfg: CalibrateConfig) -> dict[str, Any]:
     if not rows:
         raise ValueError("no predictions to fit on (check offset and limit)")
     calibration = fit_calibration(*first_position_observations(rows, applied))
-    raw = recalibrated(rows, Calibration(), applied)
+    raw = recalibrated(rows, RAW, applied)
     record = {
         **calibration.as_dict(),
         "fitted_on": {**source, "pairs": len(rows)},

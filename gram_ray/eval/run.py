@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gram_ray.data import DataError, atomic_writer, iter_jsonl, parse_pair_row
 from gram_ray.eval import metrics as rules
 from gram_ray.judge import Calibration, Pair, render_question
-from gram_ray.models import resolve_model, saved_calibration, trained_budgets
+from gram_ray.models import ModelSource, resolve_model, saved_calibration, trained_budgets
 from gram_ray.pool import judge_pairs
 from gram_ray.reasoning import SamplingConfig
 from gram_ray.scorer import ScorerConfig
@@ -217,24 +217,25 @@ def write_report(out: Path, model: str, data: Path, metrics: dict[str, Any], res
         f.write("\n".join(lines))
 
 
-def response_budget(scorer: ScorerConfig) -> int:
+def response_budget(scorer: ScorerConfig, source: ModelSource) -> int:
     """The per-response token budget the scorer actors judge at (config, else the model's training record)."""
     from gram_ray.scorer import DEFAULT_MAX_TOKENS
 
     if scorer.max_response_tokens is not None:
         return scorer.max_response_tokens
-    return trained_budgets(resolve_model(scorer.model)).get("max_response_tokens", DEFAULT_MAX_TOKENS)
+    return trained_budgets(source).get("max_response_tokens", DEFAULT_MAX_TOKENS)
 
 
-def length_baseline(fmt: str, jobs: list[dict[str, Any]], scorer: ScorerConfig) -> dict[str, Any]:
+def length_baseline(fmt: str, jobs: list[dict[str, Any]], scorer: ScorerConfig, source: ModelSource | None = None) -> dict[str, Any]:
     """"Prefer the longer visible response": the same comparisons, scored by which response has more
     characters left after both are cut to the scorer's response budget (a tie is no verdict), through
     the same official scoring as the model. A judge is worth something only where it beats this."""
     from gram_ray.encoding import truncate_texts
     from gram_ray.models import load_tokenizer
 
-    tokenizer = load_tokenizer(resolve_model(scorer.model), trust_remote_code=scorer.trust_remote_code)
-    budget = response_budget(scorer)
+    source = source or resolve_model(scorer.model)
+    tokenizer = load_tokenizer(source, trust_remote_code=scorer.trust_remote_code)
+    budget = response_budget(scorer, source)
     a, _ = truncate_texts(tokenizer, [j["a"] for j in jobs], budget)
     b, _ = truncate_texts(tokenizer, [j["b"] for j in jobs], budget)
     results = []
@@ -246,11 +247,9 @@ def length_baseline(fmt: str, jobs: list[dict[str, Any]], scorer: ScorerConfig) 
             **{k: metrics[k] for k in ("rmbench", "judgebench", "rewardbench") if k in metrics}}
 
 
-def applied_calibration(scorer: ScorerConfig) -> Calibration:
+def applied_calibration(scorer: ScorerConfig, source: ModelSource) -> Calibration:
     """The calibration the scorer actors apply (recorded so predictions can be refitted from raw margins)."""
-    if not scorer.calibrated:
-        return Calibration()
-    return saved_calibration(resolve_model(scorer.model))
+    return saved_calibration(source) if scorer.calibrated else Calibration()
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
@@ -258,11 +257,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     logger.info("%s: %d comparisons (%s format)", cfg.data, len(jobs), fmt)
     results = score_jobs(cfg, jobs)
     metrics = compute_metrics(fmt, results)
+    source = resolve_model(cfg.scorer.model)
     metrics.update({"model": cfg.scorer.model, "data": str(cfg.data), "offset": cfg.offset, "limit": cfg.limit,
-                    "calibration": applied_calibration(cfg.scorer).as_dict()})
+                    "calibration": applied_calibration(cfg.scorer, source).as_dict()})
     if not cfg.reasoning:
-        metrics["length_baseline"] = length_baseline(fmt, jobs, cfg.scorer)
-    if cfg.reasoning:
+        metrics["length_baseline"] = length_baseline(fmt, jobs, cfg.scorer, source)
+    else:
         metrics["reasoning"] = {"votes": cfg.votes, "sampling": cfg.sampling.model_dump(), **metrics.get("reasoning", {})}
     cfg.out.mkdir(parents=True, exist_ok=True)
     with atomic_writer(cfg.out / "predictions.jsonl") as f:
