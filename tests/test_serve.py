@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import pytest
@@ -19,8 +20,9 @@ from gram_ray.judge import Pair
 from gram_ray.proto import gram_pb2 as pb
 from gram_ray.proto import gram_pb2_grpc
 from gram_ray.scorer import GramScorer, ScorerConfig
-from gram_ray.serve.config import AppConfig, BatchingConfig, GrpcConfig, LimitsConfig, ReasoningConfig
+from gram_ray.serve.config import LimitsConfig
 
+ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Name a good colour for a kitchen."
 RESPONSES = ["White: it reflects light.", "Purple!!!", "A soft sage green, calm and warm.", "no", "Yellow is cheerful."]
 
@@ -32,24 +34,28 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def service(tiny_model_dir):
+def service(tiny_model_dir, tmp_path_factory):
+    """The shipped serve_configs/gram.yaml with a tiny judge and other numbers, started by Serve's own
+    `serve run` command (gram_ray.serve.launch.serve_run) on a local cluster: the path users take."""
     import ray
     from ray import serve
 
-    from gram_ray.serve.app import build_application
+    from gram_ray.serve.launch import serve_run, wait_until_serving, with_numbers
 
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     grpc_port, http_port = free_port(), free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": http_port})
-    config = AppConfig(
-        scorer=ScorerConfig(model=str(tiny_model_dir), dtype="float32"),
-        batching=BatchingConfig(max_batch_pairs=16, batch_wait_timeout_s=0.05),
-        grpc=GrpcConfig(port=grpc_port),
-        limits=LimitsConfig(max_pairs_per_request=50, max_rank_responses=8, max_text_chars=5000),
-        reasoning=ReasoningConfig(enabled=True, max_votes=3, sampling={"max_new_tokens": 6, "seed": 0}),
-    )
-    serve.run(build_application(config), name="gram", route_prefix="/")
-    yield {"address": f"127.0.0.1:{grpc_port}", "http": f"http://127.0.0.1:{http_port}", "config": config}
+    args = {
+        "scorer": {"model": str(tiny_model_dir), "dtype": "float32"},
+        "batching": {"max_batch_pairs": 16, "batch_wait_timeout_s": 0.05},
+        "grpc": {"port": grpc_port},
+        "limits": {"max_pairs_per_request": 50, "max_rank_responses": 8, "max_text_chars": 5000},
+        "reasoning": {"enabled": True, "max_votes": 3, "sampling": {"max_new_tokens": 6, "seed": 0}},
+    }
+    config = with_numbers(ROOT / "serve_configs" / "gram.yaml", tmp_path_factory.mktemp("serve"), args=args,
+                          http_port=http_port, judge={"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}})
+    serve_run(config)
+    wait_until_serving(f"127.0.0.1:{grpc_port}", timeout_s=180)
+    yield {"address": f"127.0.0.1:{grpc_port}", "http": f"http://127.0.0.1:{http_port}"}
     serve.shutdown()
     ray.shutdown()
 
@@ -346,55 +352,6 @@ def test_group_scoring_anchor_circular_all_pairs(client, offline):
         client._call(client.stub.Reward, pb.RewardRequest(items=[pb.RewardItem(prompt=pb.Prompt(text="q"), response="a")],
                                                          group_scoring=9))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "group_scoring" in err.value.details()
-
-
-def test_token_and_tls_keep_strangers_out(service, tmp_path, tiny_model_dir):
-    """A second app with a bearer token (from a file) and TLS on its gRPC port: no token or a wrong one
-    is UNAUTHENTICATED, a plain-text client cannot talk to the TLS port, the HTTP reward route
-    answers 401 without the header, and the right token over TLS works."""
-    import subprocess
-
-    from ray import serve
-
-    from gram_ray.serve.app import build_application
-    from gram_ray.serve.config import AuthConfig
-
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    (tmp_path / "token").write_text("s3cret-token\n")
-    port = free_port()
-    config = AppConfig(
-        scorer=ScorerConfig(model=str(tiny_model_dir), dtype="float32"),
-        grpc=GrpcConfig(port=port, tls_cert_file=str(cert), tls_key_file=str(key)),
-        auth=AuthConfig(token_file=str(tmp_path / "token")),
-    )
-    serve.run(build_application(config), name="gram-auth", route_prefix="/auth")
-    try:
-        address, quick = f"127.0.0.1:{port}", RetryPolicy(attempts=1)
-        with GramClient(address, token="s3cret-token", tls_ca_file=str(cert), timeout_s=30) as good:
-            assert good.health()["status"] == "SERVING"
-        for token in ("", "wrong"):
-            with GramClient(address, token=token, tls_ca_file=str(cert), retry=quick, timeout_s=30) as stranger:
-                with pytest.raises(grpc.RpcError) as err:
-                    stranger.health()
-                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        with GramClient(address, token="s3cret-token", retry=quick, timeout_s=5) as plain:
-            with pytest.raises(grpc.RpcError) as err:
-                plain.health()
-            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
-        body = {"query": ["q a"], "prompts": ["q "], "labels": ["b"]}
-        status, out = _post(service["http"] + "/auth/get_reward", body)
-        assert status == 401 and "authorization" in out["error"]
-        status, out = _post(service["http"] + "/auth/get_reward", body, headers={"authorization": "Bearer s3cret-token"})
-        assert status == 200 and len(out["rewards"]) == 1
-        status, out = _post(service["http"] + "/auth/get_reward?token=s3cret-token", body)  # OpenRLHF's client: no headers
-        assert status == 200
-        status, out = _post(service["http"] + "/auth/get_reward?token=wrong", body)
-        assert status == 401
-    finally:
-        serve.delete("gram-auth")
 
 
 def test_binding_beyond_loopback_needs_a_token():

@@ -168,14 +168,15 @@ class ComparatorIngress:
         from starlette.responses import JSONResponse
 
         path = request.url.path.rstrip("/")
+        # Every route needs the token. OpenRLHF's client cannot add a header, so ?token= is accepted
+        # too (URLs end up in logs; prefer the header).
+        header = request.headers.get(auth.METADATA_KEY) or (
+            f"Bearer {request.query_params['token']}" if "token" in request.query_params else None)
+        if not auth.authorized(header, self.token):
+            return JSONResponse({"error": "authorization: missing or wrong bearer token"}, status_code=401)
         if request.method == "GET" and path.endswith("/health"):
             return JSONResponse({"status": "SERVING", "model": self.service.model_info})
         if request.method == "POST" and path.endswith("/get_reward"):
-            # OpenRLHF's client cannot add a header: ?token= is accepted too (URLs end up in logs; prefer the header).
-            header = request.headers.get(auth.METADATA_KEY) or (
-                f"Bearer {request.query_params['token']}" if "token" in request.query_params else None)
-            if not auth.authorized(header, self.token):
-                return JSONResponse({"error": "authorization: missing or wrong bearer token"}, status_code=401)
             try:
                 body = json.loads(await request.body())
                 return JSONResponse(await openrlhf_rewards(self.service, body, self.policy_template, self.config.openrlhf))

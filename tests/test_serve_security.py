@@ -1,0 +1,108 @@
+"""Credentials on a real `serve run` of the shipped YAML: a bearer token (from a file named in the
+config) on every gRPC call and HTTP route, and TLS on the gRPC port with a certificate made here."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gram_ray.client import GramClient, RetryPolicy
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "s3cret-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.fixture(scope="module")
+def secured(tiny_model_dir, tmp_path_factory):
+    import ray
+    from ray import serve
+
+    from gram_ray.serve.launch import serve_run, wait_until_serving, with_numbers
+
+    tmp = tmp_path_factory.mktemp("secured")
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    (tmp / "token").write_text(TOKEN + "\n")
+    grpc_port, http_port = free_port(), free_port()
+    args = {
+        "scorer": {"model": str(tiny_model_dir), "dtype": "float32"},
+        "grpc": {"port": grpc_port, "tls_cert_file": str(cert), "tls_key_file": str(key)},
+        "auth": {"token_env": "GRAM_RAY_TEST_UNSET_TOKEN", "token_file": str(tmp / "token")},
+    }
+    config = with_numbers(ROOT / "serve_configs" / "gram.yaml", tmp, args=args, http_port=http_port,
+                          judge={"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    serve_run(config)
+    address = f"127.0.0.1:{grpc_port}"
+    wait_until_serving(address, timeout_s=180, token=TOKEN, tls_ca_file=str(cert))
+    yield {"address": address, "http": f"http://127.0.0.1:{http_port}", "cert": str(cert)}
+    serve.shutdown()
+    ray.shutdown()
+
+
+def test_grpc_needs_the_token_and_tls(secured):
+    address, cert, quick = secured["address"], secured["cert"], RetryPolicy(attempts=1)
+    with GramClient(address, token=TOKEN, tls_ca_file=cert, timeout_s=30) as good:
+        assert good.health()["status"] == "SERVING"
+        assert 0.0 < good.compare([("2+2?", "4", "5")])[0]["p_a_better"] < 1.0
+    for token in ("", "wrong"):
+        with GramClient(address, token=token, tls_ca_file=cert, retry=quick, timeout_s=30) as stranger:
+            for call in (stranger.health, lambda: stranger.compare([("q", "a", "b")])):
+                with pytest.raises(grpc.RpcError) as err:
+                    call()
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with GramClient(address, token=TOKEN, retry=quick, timeout_s=5) as plain:  # no TLS: cannot talk to the port
+        with pytest.raises(grpc.RpcError) as err:
+            plain.health()
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_http_reward_route_needs_the_token(secured):
+    url, body = secured["http"] + "/get_reward", {"query": ["q a"], "prompts": ["q "], "labels": ["b"]}
+    status, out = post(url, body)
+    assert status == 401 and "authorization" in out["error"]
+    status, out = post(url, body, headers={"authorization": "Bearer wrong"})
+    assert status == 401
+    status, out = post(url, body, headers={"authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and len(out["rewards"]) == 1
+    status, out = post(url + f"?token={TOKEN}", body)  # OpenRLHF's client sends no headers
+    assert status == 200
+    status, out = post(url + "?token=wrong", body)
+    assert status == 401
+
+
+def test_every_http_route_needs_the_token(secured):
+    def get(path: str, headers: dict | None = None) -> int:
+        request = urllib.request.Request(secured["http"] + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert get("/health") == 401 and get("/anything") == 401
+    assert get("/health", {"authorization": f"Bearer {TOKEN}"}) == 200
