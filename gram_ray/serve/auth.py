@@ -2,8 +2,8 @@
 
 A token is read from the file ``auth.token_file`` or the environment variable ``auth.token_env``
 (``GRAM_RAY_AUTH_TOKEN`` by default). With a token, every gRPC call needs the metadata
-``authorization: Bearer <token>`` (else UNAUTHENTICATED) and ``POST /get_reward`` the same HTTP
-header (else 401); ``GET /health`` stays open for liveness probes. A service bound to anything but
+``authorization: Bearer <token>`` (else UNAUTHENTICATED) and every HTTP route (``POST /get_reward``,
+``GET /health``) the same header (else 401); probes use Serve's own ``/-/healthz``. A service bound to anything but
 loopback refuses to start without a token unless ``auth.allow_insecure`` says so: an RLHF
 rollout cluster calls in over the network, and an open reward service is a hole in it.
 """
