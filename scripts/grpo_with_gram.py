@@ -41,7 +41,7 @@ def main() -> None:
 
     from gram_ray.client import grpo_reward_function
     from gram_ray.data import atomic_writer, read_pairs
-    from gram_ray.models import load_causal_lm, load_tokenizer, resolve_model
+    from gram_ray.models import cpu_supports_bf16, load_causal_lm, load_tokenizer, resolve_model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -59,10 +59,14 @@ def main() -> None:
         calls.append({"completions": len(values), "seconds": time.perf_counter() - started, "mean": sum(values) / len(values)})
         return values
 
+    # TRL's defaults (bf16, gradient checkpointing) suit a GPU; on a CPU without native bf16 (AVX2 only)
+    # with them a step took 5-7 minutes on a 2-core AVX2 machine. bf16 only where the CPU has it; no checkpointing
+    # for a 135M policy.
     config = GRPOConfig(
         output_dir=str(out / "trainer"), max_steps=args.steps, per_device_train_batch_size=args.generations,
         num_generations=args.generations, max_completion_length=args.max_completion_length, learning_rate=args.lr,
         logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, seed=0,
+        bf16=cpu_supports_bf16(), gradient_checkpointing=False,
     )
     trainer = GRPOTrainer(model=policy, reward_funcs=[gram], args=config, train_dataset=dataset, processing_class=tokenizer)
     trainer.train()
