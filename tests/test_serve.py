@@ -492,3 +492,43 @@ def test_fuzzed_requests_never_crash_the_server(service):
         call()
         assert stub.Health(pb.HealthRequest(), timeout=30).status == "SERVING"
     assert {"OK", "INVALID_ARGUMENT"} <= seen, seen  # the generator reached both valid and invalid requests
+
+
+def test_verl_batch_reward_manager_with_the_service(service, client, smol_tokenizer):
+    """verl 0.9.1's own BatchRewardManager (installed --no-deps by `make setup`) decodes a DataProto of
+    rollouts and calls gram-ray's verl_compute_score exactly as verl does; the reward lands on each
+    response's last token and equals `Reward` on the same items (a ground truth is the reference; rows
+    without one are scored within their question's group)."""
+    import numpy as np
+    import torch
+    from verl import DataProto
+    from verl.workers.reward_manager.batch import BatchRewardManager
+
+    from gram_ray.client import verl_compute_score
+
+    questions = ["What is 2+2?", "What is 2+2?", "Name a colour.", "Name a colour."]
+    responses = ["4", "It is 5.", "Blue.", "A soft sage green."]
+    truths = ["Four.", "Four.", None, None]
+    pad = smol_tokenizer.pad_token_id if smol_tokenizer.pad_token_id is not None else 0
+    prompt_ids = [smol_tokenizer(q, add_special_tokens=False)["input_ids"] for q in questions]
+    response_ids = [smol_tokenizer(r, add_special_tokens=False)["input_ids"] for r in responses]
+    p_len, r_len = max(map(len, prompt_ids)), max(map(len, response_ids))
+    prompts = torch.tensor([[pad] * (p_len - len(p)) + p for p in prompt_ids])  # verl left-pads prompts
+    resp = torch.tensor([r + [pad] * (r_len - len(r)) for r in response_ids])  # and right-pads responses
+    mask = torch.tensor([[0] * (p_len - len(p)) + [1] * len(p) + [1] * len(r) + [0] * (r_len - len(r))
+                         for p, r in zip(prompt_ids, response_ids, strict=True)])
+    data = DataProto.from_dict(
+        tensors={"prompts": prompts, "responses": resp, "attention_mask": mask, "input_ids": torch.cat([prompts, resp], 1)},
+        non_tensors={"data_source": np.array(["gram"] * 4, dtype=object),
+                     "reward_model": np.array([{"ground_truth": t} for t in truths], dtype=object),
+                     "extra_info": np.array([{"question": q} for q in questions], dtype=object)},
+    )
+    manager = BatchRewardManager(smol_tokenizer, num_examine=0, compute_score=verl_compute_score, address=service["address"])
+    rewards = manager(data)
+    expected = client.reward(questions, responses, references=truths, groups=questions)
+    for i, r in enumerate(response_ids):
+        assert rewards[i, len(r) - 1].item() == pytest.approx(expected[i], abs=1e-6)
+        assert rewards[i].abs().sum().item() == pytest.approx(abs(expected[i]), abs=1e-6)  # nowhere else
+    assert expected[2] == 0.0 and expected[0] != 0.0  # group anchor scores 0; a reference row is judged against it
+    with pytest.raises(ValueError, match=r"extra_infos\[0\]: needs 'question'"):
+        verl_compute_score(["gram"], ["4"], ["Four."], [{}], address=service["address"])
