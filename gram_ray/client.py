@@ -295,6 +295,14 @@ def _completion_text(completion: Any) -> str:
     return "".join(m["content"] for m in completion if m.get("role", "assistant") == "assistant")
 
 
+def _prompts_and_groups(prompts: Sequence[Any]) -> tuple[list[Prompt], list[str]]:
+    """Trainer prompts (strings or chat messages) as ``Prompt`` values, and a group key per prompt:
+    the completions of one prompt form one group."""
+    values: list[Prompt] = [p if isinstance(p, str) else [dict(m) for m in p] for p in prompts]
+    groups = [p if isinstance(p, str) else repr([tuple(sorted(m.items())) for m in p]) for p in values]
+    return values, groups
+
+
 def grpo_reward_function(
     address: str = DEFAULT_ADDRESS, group_scoring: str = "anchor", **client_kwargs: Any,
 ) -> Callable[..., list[float]]:
@@ -313,8 +321,7 @@ def grpo_reward_function(
 
     def gram_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
         references = kwargs.get("reference")
-        prompt_values: list[Prompt] = [p if isinstance(p, str) else [dict(m) for m in p] for p in prompts]
-        groups = [p if isinstance(p, str) else repr([tuple(sorted(m.items())) for m in p]) for p in prompts]
+        prompt_values, groups = _prompts_and_groups(prompts)
         return client.reward(
             prompt_values,
             [_completion_text(c) for c in completions],
@@ -348,15 +355,15 @@ def verl_reward_function(
         if not len(solution_strs) == len(ground_truths) == len(extra_infos):
             raise ValueError(f"solution_strs, ground_truths, extra_infos: lengths {len(solution_strs)}, "
                              f"{len(ground_truths)}, {len(extra_infos)} differ")
-        prompts: list[Prompt] = []
+        questions = []
         for i, info in enumerate(extra_infos):
             question = (info or {}).get("question", (info or {}).get("prompt"))
             if not question:
                 raise ValueError(f"extra_infos[{i}]: needs 'question' (or 'prompt'): verl does not pass the prompt "
                                  "to a reward function, so put it in extra_info when preparing the data")
-            prompts.append(question if isinstance(question, str) else [dict(m) for m in question])
+            questions.append(question)
+        prompts, groups = _prompts_and_groups(questions)
         references = [str(g) if g not in (None, "") else None for g in ground_truths]
-        groups = [p if isinstance(p, str) else repr([tuple(sorted(m.items())) for m in p]) for p in prompts]
         return client.reward(prompts, [str(s) for s in solution_strs], references=references, groups=groups,
                              group_scoring=group_scoring)
 

@@ -59,9 +59,8 @@ def main() -> None:
         calls.append({"completions": len(values), "seconds": time.perf_counter() - started, "mean": sum(values) / len(values)})
         return values
 
-    # TRL's defaults (bf16, gradient checkpointing) suit a GPU; on a CPU without native bf16 (AVX2 only)
-    # with them a step took 5-7 minutes on a 2-core AVX2 machine. bf16 only where the CPU has it; no checkpointing
-    # for a 135M policy.
+    # TRL's defaults (bf16, gradient checkpointing) suit a GPU: on a 2-core AVX2 CPU (no native bf16) a step
+    # took 5-7 minutes with them. bf16 only where the CPU has it; no checkpointing for a 135M policy.
     config = GRPOConfig(
         output_dir=str(out / "trainer"), max_steps=args.steps, per_device_train_batch_size=args.generations,
         num_generations=args.generations, max_completion_length=args.max_completion_length, learning_rate=args.lr,

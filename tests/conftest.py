@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import urllib.error
+import urllib.request
 
 import pytest
 import torch
@@ -70,3 +74,19 @@ def labeled_rows():
         pytest.skip(f"{path} not found (the shared data lives beside the checkout)")
     rows, _ = read_pairs(path, limit=6)
     return rows
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post_json(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
+    """POST a JSON body; the HTTP status and the JSON answer (error statuses included)."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

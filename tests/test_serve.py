@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import pytest
+from conftest import free_port, post_json
 
 from gram_ray import judge, ranking
 from gram_ray.client import AsyncGramClient, GramClient, RetryPolicy, grpo_reward_function
@@ -25,12 +22,6 @@ from gram_ray.serve.config import LimitsConfig
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Name a good colour for a kitchen."
 RESPONSES = ["White: it reflects light.", "Purple!!!", "A soft sage green, calm and warm.", "no", "Yellow is cheerful."]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -224,22 +215,13 @@ def test_trl_grpo_reward_function(service):
     assert len(with_refs) == 1 and with_refs[0] != 0.0
 
 
-def _post(url, body, headers=None):
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 def test_openrlhf_http_route(service):
     prompts = ["<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n"] * 2
-    status, body = _post(service["http"] + "/get_reward", {"query": [prompts[0] + "good answer", prompts[1] + "bad"], "prompts": prompts})
+    status, body = post_json(service["http"] + "/get_reward", {"query": [prompts[0] + "good answer", prompts[1] + "bad"], "prompts": prompts})
     assert status == 200 and len(body["rewards"]) == 2 and body["rewards"][0] == 0.0
-    status, body = _post(service["http"] + "/get_reward", {"query": ["x"], "prompts": ["x"], "references": ["y"]})
+    status, body = post_json(service["http"] + "/get_reward", {"query": ["x"], "prompts": ["x"], "references": ["y"]})
     assert status == 400 and body["error"].startswith("items[0].response: empty")
-    status, body = _post(service["http"] + "/get_reward", {"query": "nope"})
+    status, body = post_json(service["http"] + "/get_reward", {"query": "nope"})
     assert status == 400 and "query" in body["error"]
 
 
@@ -261,15 +243,15 @@ def test_openrlhf_route_judges_the_conversation_not_the_policy_markup(service, c
     responses = ["The capital of France is Paris.", "It is Lyon."]
     body = {"query": [templated + r + end for r in responses], "prompts": [templated] * 2,
             "labels": ["Paris is the capital of France."] * 2}
-    status, out = _post(service["http"] + "/get_reward", body)
+    status, out = post_json(service["http"] + "/get_reward", body)
     assert status == 200, out
     expected = client.reward([question[0]["content"]] * 2, responses, references=body["labels"])
     assert out["rewards"] == pytest.approx(expected, abs=1e-5)
     assert out["extra_logs"]["gram_unparsed_prompts"] == [0.0, 0.0]
     broken = {"query": ["<|im_start|>user\nhi there"], "prompts": ["<|im_start|>user\nhi"], "labels": ["hello"]}
-    status, out = _post(service["http"] + "/get_reward", broken)
+    status, out = post_json(service["http"] + "/get_reward", broken)
     assert status == 200 and out["extra_logs"]["gram_unparsed_prompts"] == [1.0]  # judged as text, counted
-    status, out = _post(service["http"] + "/get_reward", {**body, "labels": ["ok", 3]})
+    status, out = post_json(service["http"] + "/get_reward", {**body, "labels": ["ok", 3]})
     assert status == 400 and out["error"] == "labels[1]: expected a non-empty string"
 
 

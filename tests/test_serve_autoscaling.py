@@ -5,23 +5,17 @@ replicas share the load, and it comes back to min_replicas when the load stops."
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from gram_ray.client import GramClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sample_replicas(handle, count: int, timeout_s: float) -> dict[int, dict]:

@@ -3,8 +3,6 @@ config) on every gRPC call and HTTP route, and TLS on the gRPC port with a certi
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -12,26 +10,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import free_port, post_json
 
 from gram_ray.client import GramClient, RetryPolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "s3cret-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +67,15 @@ def test_grpc_needs_the_token_and_tls(secured):
 
 def test_http_reward_route_needs_the_token(secured):
     url, body = secured["http"] + "/get_reward", {"query": ["q a"], "prompts": ["q "], "labels": ["b"]}
-    status, out = post(url, body)
+    status, out = post_json(url, body)
     assert status == 401 and "authorization" in out["error"]
-    status, out = post(url, body, headers={"authorization": "Bearer wrong"})
+    status, out = post_json(url, body, headers={"authorization": "Bearer wrong"})
     assert status == 401
-    status, out = post(url, body, headers={"authorization": f"Bearer {TOKEN}"})
+    status, out = post_json(url, body, headers={"authorization": f"Bearer {TOKEN}"})
     assert status == 200 and len(out["rewards"]) == 1
-    status, out = post(url + f"?token={TOKEN}", body)  # OpenRLHF's client sends no headers
+    status, out = post_json(url + f"?token={TOKEN}", body)  # OpenRLHF's client sends no headers
     assert status == 200
-    status, out = post(url + "?token=wrong", body)
+    status, out = post_json(url + "?token=wrong", body)
     assert status == 401
 
 
