@@ -31,14 +31,14 @@ SPLITS = ROOT / "runs" / "data"
 GRAM_CLI = str(Path(sys.executable).parent / "gram-ray")
 STAGE1 = "gram_ray/models/stage1-smollm2-135m"
 
-# One budget for every ablation variant: 40 optimizer steps of 8 pairs (320 pairs; each pair in both
-# orders for the generative variants), questions cut to 128 tokens and responses to 128, LoRA r=16 on
-# the last 8 of 30 layers, one Ray Train worker with both CPU cores. The shipped model (`default`)
-# runs the same recipe for 60 steps; the `gram` row is its step-40 checkpoint (so the GRAM row's
-# learning-rate schedule is the 60-step one, a small advantage in step size over the others).
+# One budget for every ablation variant, the shipped model's recipe (scripts/train_default.py) cut to
+# 60 optimizer steps: 8 pairs per step (1 pair per micro-batch x 8 accumulated; each pair in both
+# orders for the generative variants), AdamW lr 1e-3 with a 3-step warm-up and cosine decay to 0 at
+# step 60 (480 pairs), questions and responses cut to 256 tokens, LoRA r=16 on the last 8 of 30
+# layers, one Ray Train worker holding every CPU core. Same data order for every variant.
 BUDGET = [
-    "num_workers=1", "resources_per_worker={CPU: 2}", "max_steps=40", "batch_size=4", "grad_accum=2",
-    "max_prompt_tokens=128", "max_response_tokens=128", "lr=2.0e-4", "checkpoint_every=20", "log_every=5",
+    "num_workers=1", "max_steps=60", "batch_size=1", "grad_accum=8", "lr=1.0e-3", "warmup_ratio=0.05",
+    "scheduler=cosine", "max_prompt_tokens=256", "max_response_tokens=256", "checkpoint_every=20", "log_every=5",
 ]
 
 
@@ -49,25 +49,18 @@ class Variant:
     model: str  # what is evaluated: a spec, or the run's final model
     config: str | None = None  # train_configs/*.yaml; None: evaluated as is
     overrides: list[str] = field(default_factory=list)
-    export_step: int | None = None  # take this step's checkpoint of the `default` run instead of training
 
 
 VARIANTS = [
-    Variant("default", "the shipped model: GRAM, stage 2 run for 60 steps", "runs/ablation/default/final",
-            "train_configs/finetune.yaml", [f"model={STAGE1}", "max_steps=60"]),
     Variant("zero_shot", "SmolLM2-135M-Instruct as a judge, no training", "smollm2-135m"),
     Variant("finetune_only", "stage 2 only (verdict loss, ε=0.1) from the backbone", "runs/ablation/finetune_only/final",
             "train_configs/finetune.yaml", ["model=smollm2-135m"]),
     Variant("gram", "GRAM: stage 1 (unlabeled pairs) + stage 2 (ε=0.1)", "runs/ablation/gram/final",
-            "train_configs/finetune.yaml", [f"model={STAGE1}", "max_steps=60"], export_step=40),
+            "train_configs/finetune.yaml", [f"model={STAGE1}"]),
     Variant("gram_no_smoothing", "GRAM with ε=0 (plain cross-entropy)", "runs/ablation/gram_no_smoothing/final",
             "train_configs/finetune.yaml", [f"model={STAGE1}", "label_smoothing=0.0"]),
     Variant("bt_baseline", "Bradley-Terry scalar head on the backbone", "runs/ablation/bt_baseline/final",
             "train_configs/bt_baseline.yaml", ["model=smollm2-135m"]),
-    Variant("gram_adapt", "GRAM + task adaptation on the hh-harmless train split", "runs/ablation/gram_adapt/final",
-            "train_configs/adapt.yaml",
-            ["model=runs/ablation/gram/final", f"data=[{SPLITS / 'hh_train.jsonl.gz'}]", "max_steps=20",
-             "max_prompt_tokens=256", "lr=1.0e-4"]),
 ]
 
 
@@ -78,16 +71,18 @@ class Benchmark:
     limit: int  # rows (RM-Bench: prompts, 9 comparisons each)
 
 
+# In-domain rows 0-299 of the held-out split (prompts never trained on; the shipped model's report rows
+# start there too); every variant is judged on the same rows, beside the length baseline on them.
 BENCHMARKS = [
-    Benchmark("labeled_heldout", SPLITS / "labeled_heldout.jsonl.gz", 100),
-    Benchmark("hh_heldout", SPLITS / "hh_heldout.jsonl.gz", 80),
+    Benchmark("labeled_heldout", SPLITS / "labeled_heldout.jsonl.gz", 300),
+    Benchmark("hh_heldout", SPLITS / "hh_heldout.jsonl.gz", 100),
     Benchmark("rmbench_code", DATA / "dev_rmbench_code.jsonl.gz", 8),
     Benchmark("rmbench_safety_refuse", DATA / "dev_rmbench_safety_refuse.jsonl.gz", 8),
     Benchmark("judgebench", DATA / "dev_judgebench_claude.jsonl.gz", 60),
 ]
-# Run order (the shipped model first, so an interrupted run still has it measured); table order is VARIANTS.
-RUN_ORDER = ["default", "gram", "zero_shot", "finetune_only", "bt_baseline", "gram_no_smoothing", "gram_adapt"]
-EVAL_TOKENS = {"max_prompt_tokens": 256, "max_response_tokens": 128}
+# Run order (the paper's claims first: GRAM vs fine-tuning alone vs BT); table order is VARIANTS.
+RUN_ORDER = ["gram", "finetune_only", "bt_baseline", "zero_shot", "gram_no_smoothing"]
+EVAL_TOKENS = {"max_prompt_tokens": 256, "max_response_tokens": 256}  # the budgets every variant trains at
 
 
 def run(cmd: list[str]) -> None:
@@ -104,31 +99,15 @@ def make_splits() -> None:
              "--heldout-out", str(SPLITS / f"{name}_heldout.jsonl.gz"), "--heldout-fraction", str(fraction)])
 
 
-def checkpoint_at(run: str, step: int) -> Path:
-    for position in sorted((RUNS / run / "ray" / "run").glob("checkpoint_*/position.json")):
-        if json.loads(position.read_text())["step"] == step:
-            return position.parent
-    raise FileNotFoundError(f"no step-{step} checkpoint under {RUNS / run} (checkpoint_every must divide it)")
-
-
 def train_variant(v: Variant) -> None:
     if v.config is None or (ROOT / v.model).exists():
         return
-    # An exported variant is the `default` run stopped early: same config, same overrides.
-    run_dir = "default" if v.export_step is not None else v.name
-    sets = [f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", *BUDGET, f"output_dir=runs/ablation/{run_dir}", *v.overrides]
-    if v.export_step is not None:
-        train_variant(next(d for d in VARIANTS if d.name == "default"))
-        cmd = [GRAM_CLI, "model", "export-checkpoint", v.config, str(checkpoint_at("default", v.export_step)),
-               "--out", f"runs/ablation/{v.name}"]
-    else:
-        cmd = [GRAM_CLI, "train", v.config]
-    for item in sets:
+    cmd = [GRAM_CLI, "train", v.config]
+    for item in [f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", *BUDGET, f"output_dir=runs/ablation/{v.name}", *v.overrides]:
         cmd += ["--set", item]
     started = time.time()
     run(cmd)
-    if v.export_step is None:
-        (RUNS / v.name / "wall_seconds.txt").write_text(f"{time.time() - started:.0f}\n")
+    (RUNS / v.name / "wall_seconds.txt").write_text(f"{time.time() - started:.0f}\n")
 
 
 def evaluate_variant(v: Variant) -> None:
@@ -141,7 +120,7 @@ def evaluate_variant(v: Variant) -> None:
         if (out / "metrics.json").exists():
             continue
         print(f"+ gram-ray eval {b.path} --model {v.model} --out {out} --limit {b.limit} "
-              f"--max-prompt-tokens 256 --max-response-tokens 128", flush=True)
+              f"--max-prompt-tokens 256 --max-response-tokens 256", flush=True)
         started = time.time()
         evaluate(EvalConfig(data=b.path, out=out, limit=b.limit, scorer=ScorerConfig(model=model, **EVAL_TOKENS)))
         print(f"  {b.name}: {time.time() - started:.0f} s", flush=True)
@@ -151,6 +130,7 @@ def collect() -> dict:
     from gram_ray.eval.metrics import pair_calibration
 
     results: dict = {}
+    baseline: dict = {}
     for v in VARIANTS:
         row = {}
         for b in BENCHMARKS:
@@ -161,10 +141,19 @@ def collect() -> dict:
                 predictions = [json.loads(x) for x in (path.parent / "predictions.jsonl").read_text().splitlines()]
                 ece, _ = pair_calibration([p["p_a_better"] for p in predictions], [p["label"] == "A" for p in predictions])
                 row[b.name] = {"headline": m["headline"]["value"], "pairs": m["comparisons"],
-                               "accuracy": m["pairs"]["accuracy"], "flip_rate": m["pairs"]["flip_rate"], "ece": ece}
+                               "accuracy": m["pairs"]["accuracy"], "flip_rate": m["pairs"]["flip_rate"], "ece": ece,
+                               "hard": m["rmbench"]["hard"] if "rmbench" in m else None}
+                # Every variant is judged on the same rows, so any report's length baseline is the baseline's row.
+                lb = m["length_baseline"]
+                baseline.setdefault(b.name, {"headline": lb["headline"]["value"], "pairs": m["comparisons"],
+                                             "accuracy": lb["pairs"]["accuracy"], "flip_rate": 0.0, "ece": None,
+                                             "hard": lb["rmbench"]["hard"] if "rmbench" in lb else None})
         wall = RUNS / v.name / "wall_seconds.txt"
         results[v.name] = {"description": v.description, "train_seconds": int(wall.read_text()) if wall.exists() else None,
                            "benchmarks": row}
+    results["longer_response"] = {"description": "prefer the response with more characters left after both are cut "
+                                  f"to {EVAL_TOKENS['max_response_tokens']} tokens (no model)", "train_seconds": None,
+                                  "benchmarks": baseline}
     return results
 
 
@@ -184,17 +173,18 @@ def table(results: dict) -> str:
         scores = [rows[h]["headline"] if h in rows else None for h in heads]
         done = [s for s in scores if s is not None]
         flips = [rows[h]["flip_rate"] for h in heads if h in rows and rows[h]["flip_rate"] is not None]
-        eces = [rows[h]["ece"] for h in heads if h in rows]
+        eces = [rows[h]["ece"] for h in heads if h in rows and rows[h]["ece"] is not None]
         mean = lambda xs: f"{sum(xs) / len(xs):.3f}" if xs else "–"  # noqa: E731
         minutes = f"{r['train_seconds'] / 60:.0f} min" if r["train_seconds"] else "–"
         lines.append(f"| {name} | " + " | ".join("–" if s is None else f"{s:.3f}" for s in scores)
                      + f" | {mean(done) if len(done) == len(heads) else '–'} | {mean(flips)} | {mean(eces)} | {minutes} |")
-    lines += ["", "Per benchmark: accuracy / flip rate / ECE", "",
+    lines += ["", "Per benchmark: accuracy / flip rate / ECE (RM-Bench: and its *hard* column)", "",
               "| variant | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for name, r in results.items():
         rows = r["benchmarks"]
         lines.append(f"| {name} | " + " | ".join(
-            f"{cell(rows[h], 'accuracy')} / {cell(rows[h], 'flip_rate')} / {cell(rows[h], 'ece')}" if h in rows else "–"
+            f"{cell(rows[h], 'accuracy')} / {cell(rows[h], 'flip_rate')} / {cell(rows[h], 'ece')}"
+            + (f" (hard {rows[h]['hard']:.3f})" if rows[h].get("hard") is not None else "") if h in rows else "–"
             for h in heads) + " |")
     return "\n".join(lines) + "\n"
 

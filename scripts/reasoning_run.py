@@ -4,8 +4,8 @@
     python scripts/reasoning_run.py --no-eval         # training and self-training only
     python scripts/reasoning_run.py --rows reasoner_v1 --no-train
 
-Run `python scripts/ablation.py` first (it makes the held-out splits and the `default` GRAM model
-the reasoner starts from). Every step writes its result atomically and is skipped when that result
+The reasoner starts from the shipped GRAM model (`gram_ray/models/default`); the held-out splits are
+made on first use. Every step writes its result atomically and is skipped when that result
 exists. Training goes through `gram-ray train` / `gram-ray self-train` with the shipped configs and
 the `--set` overrides below (the ablation's CPU budget), evaluation through `gram-ray eval`'s function
 with `reasoning=True`. Results: runs/r2/{prover,reasoner,self_train}/, runs/r2/eval/<row>/<benchmark>/,
@@ -18,15 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ablation import BENCHMARKS, DATA, GRAM_CLI, ROOT, SPLITS, publish
+from ablation import BENCHMARKS, DATA, GRAM_CLI, ROOT, make_splits, publish
 
 RUNS = ROOT / "runs" / "r2"
-DEFAULT_GRAM = "runs/ablation/default/final"  # the shipped GRAM model (gram_ray/models/default)
+DEFAULT_GRAM = "gram_ray/models/default"  # the shipped GRAM model
 
 # The ablation's budget (one worker with both cores, 128-token question and responses, LoRA r=16 on
 # the last 8 layers) with rationales cut to 128 tokens (the labeled ones average 57) and lr 1e-3: at
@@ -180,9 +179,8 @@ def main() -> None:
     parser.add_argument("--no-eval", action="store_true")
     args = parser.parse_args()
 
-    if not (ROOT / DEFAULT_GRAM).exists() or not (SPLITS / "labeled_heldout.jsonl.gz").exists():
-        sys.exit(f"run `python scripts/ablation.py --variants default` first ({DEFAULT_GRAM}, {SPLITS})")
     assert DATA.exists(), DATA
+    make_splits()
     RUNS.mkdir(parents=True, exist_ok=True)
     if not args.no_train:
         train()
