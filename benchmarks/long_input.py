@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_load import SHIPPED, free_port, start, stop  # noqa: E402
+from serve_load import SHIPPED, stop  # noqa: E402
 
 from gram_ray.client import GramClient  # noqa: E402
-from gram_ray.serve.launch import with_numbers  # noqa: E402
+from gram_ray.serve.launch import start_on_free_ports  # noqa: E402
 
 PROMPT = "Give me a tip for sleeping better."
 SHORT = ("Keep a regular schedule: go to bed and get up at the same time every day.", "Sleep is good.")
@@ -59,9 +59,8 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="gram-long-")
     scorer = {} if args.response_tokens is None else {"max_response_tokens": args.response_tokens}
     # one judge replica: the head-of-line case is two callers on the same replica
-    config = with_numbers(args.config, tmp, http_port=free_port(), args={"grpc": {"port": free_port()}, "scorer": scorer},
-                          judge={"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}})
-    address = start(config)
+    address = start_on_free_ports(args.config, tmp, args={"scorer": scorer},
+                                  judge={"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}}).grpc
     try:
         with GramClient(address, timeout_s=600) as client:
             model = client.health().get("model")

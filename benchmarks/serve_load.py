@@ -29,7 +29,6 @@ import argparse
 import math
 import os
 import platform
-import socket
 import statistics
 import tempfile
 import threading
@@ -46,12 +45,6 @@ from gram_ray.scorer import GramScorer, ScorerConfig
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "train_labeled.jsonl.gz"
 SHIPPED = ROOT / "serve_configs" / "gram.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def app_and_judge(path: Path) -> tuple[dict, dict]:
@@ -156,16 +149,6 @@ def rank_and_reward(address: str, pairs: list) -> list[tuple[str, float, int]]:
     return out
 
 
-def start(config: Path, address: str | None = None) -> str:
-    from gram_ray.serve.launch import serve_run, wait_until_serving
-
-    app, _ = app_and_judge(config)
-    grpc_address = f"127.0.0.1:{app['args']['grpc']['port']}"
-    serve_run(config, address=address)
-    wait_until_serving(grpc_address, timeout_s=600)
-    return grpc_address
-
-
 def stop() -> None:
     import ray
     from ray import serve
@@ -176,12 +159,12 @@ def stop() -> None:
 
 def served(config: Path, pairs: list, levels: list[int], tmp: Path, costs: bool) -> tuple[dict[int, dict], list]:
     """``config`` on a fresh local Ray instance, as ``serve run`` starts it (ports moved to free ones)."""
-    from gram_ray.serve.launch import with_numbers
+    from gram_ray.serve.launch import start_on_free_ports
 
-    moved = with_numbers(config, tmp, args={"grpc": {"port": free_port()}}, http_port=free_port())
-    address = start(moved)
+    started = start_on_free_ports(config, tmp)
+    address = started.grpc
     try:
-        levels_out = run_levels(address, pairs, app_and_judge(moved)[1], levels)
+        levels_out = run_levels(address, pairs, app_and_judge(started.config)[1], levels)
         return levels_out, rank_and_reward(address, pairs) if costs else []
     finally:
         stop()
@@ -192,7 +175,7 @@ def multinode(config: Path, pairs: list, nodes: int, concurrency: int, tmp: Path
     import ray
     from ray.cluster_utils import Cluster
 
-    from gram_ray.serve.launch import wait_for_replicas, with_numbers
+    from gram_ray.serve.launch import start_on_free_ports, wait_for_replicas
 
     cpus = max(1, (os.cpu_count() or 1) // nodes)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
@@ -202,14 +185,13 @@ def multinode(config: Path, pairs: list, nodes: int, concurrency: int, tmp: Path
     out: dict = {"nodes": nodes, "cpus_per_node": cpus}
     try:
         for replicas in (1, nodes):
-            path = with_numbers(
-                config, tmp, http_port=free_port(), args={"grpc": {"port": free_port()}},
+            address = start_on_free_ports(
+                config, tmp, address=cluster.address,
                 judge={"ray_actor_options": {"num_cpus": cpus},
                        "autoscaling_config": {"min_replicas": 1, "max_replicas": replicas,
                                               "target_ongoing_requests": max(1, concurrency // nodes),
                                               "upscale_delay_s": 5, "downscale_delay_s": 20}},
-            )
-            address = start(path, address=cluster.address)
+            ).grpc
             load = Background(address, pairs, concurrency)
             try:
                 out[f"scale_up_s_{replicas}"] = wait_for_replicas(replicas, timeout_s=600)

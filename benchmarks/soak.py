@@ -33,11 +33,11 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_load import ROOT, SHIPPED, free_port  # noqa: E402
+from serve_load import ROOT, SHIPPED  # noqa: E402
 
 from gram_ray.client import GramClient  # noqa: E402
 from gram_ray.data import read_pairs  # noqa: E402
-from gram_ray.serve.launch import judge_replicas, serve_run, wait_until_serving, with_numbers  # noqa: E402
+from gram_ray.serve.launch import judge_replicas, start_on_free_ports  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "train_labeled.jsonl.gz"
 
@@ -85,15 +85,11 @@ def main() -> None:
 
     rows, _ = read_pairs(DATA, limit=500)
     pairs = [r.pair for r in rows]
-    port = free_port()
     tmp = tempfile.mkdtemp(prefix="gram-soak-")
     scorer = {"max_prompt_tokens": args.tokens, "max_response_tokens": args.tokens}
     if args.tiny:
         scorer.update(model=tiny_judge(Path(tmp) / "tiny"), dtype="float32")
-    config = with_numbers(args.config, tmp, http_port=free_port(), args={"grpc": {"port": port}, "scorer": scorer})
-    serve_run(config)
-    address = f"127.0.0.1:{port}"
-    wait_until_serving(address, timeout_s=600)
+    address = start_on_free_ports(args.config, tmp, args={"scorer": scorer}).grpc
     with GramClient(address) as c:  # load the model's caches before the first measurement
         c.compare_one(pairs[0].prompt, pairs[0].response_a, pairs[0].response_b)
     memory_start = judge_memory()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import urllib.error
 import urllib.request
 
@@ -74,12 +73,6 @@ def labeled_rows():
         pytest.skip(f"{path} not found (the shared data lives beside the checkout)")
     rows, _ = read_pairs(path, limit=6)
     return rows
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post_json(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:

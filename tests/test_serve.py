@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port, post_json
+from conftest import post_json
 
 from gram_ray import judge, ranking
 from gram_ray.client import AsyncGramClient, GramClient, RetryPolicy, grpo_reward_function
@@ -18,6 +18,7 @@ from gram_ray.proto import gram_pb2 as pb
 from gram_ray.proto import gram_pb2_grpc
 from gram_ray.scorer import GramScorer, ScorerConfig
 from gram_ray.serve.config import LimitsConfig
+from gram_ray.serve.launch import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Name a good colour for a kitchen."
@@ -31,22 +32,18 @@ def service(tiny_model_dir, tmp_path_factory):
     import ray
     from ray import serve
 
-    from gram_ray.serve.launch import serve_run, wait_until_serving, with_numbers
+    from gram_ray.serve.launch import start_on_free_ports
 
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    grpc_port, http_port = free_port(), free_port()
     args = {
         "scorer": {"model": str(tiny_model_dir), "dtype": "float32"},
         "batching": {"max_batch_pairs": 16, "batch_wait_timeout_s": 0.05},
-        "grpc": {"port": grpc_port},
         "limits": {"max_pairs_per_request": 50, "max_rank_responses": 8, "max_text_chars": 5000},
         "reasoning": {"enabled": True, "max_votes": 3, "sampling": {"max_new_tokens": 6, "seed": 0}},
     }
-    config = with_numbers(ROOT / "serve_configs" / "gram.yaml", tmp_path_factory.mktemp("serve"), args=args,
-                          http_port=http_port, judge={"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}})
-    serve_run(config)
-    wait_until_serving(f"127.0.0.1:{grpc_port}", timeout_s=180)
-    yield {"address": f"127.0.0.1:{grpc_port}", "http": f"http://127.0.0.1:{http_port}"}
+    started = start_on_free_ports(ROOT / "serve_configs" / "gram.yaml", tmp_path_factory.mktemp("serve"), args=args,
+                                  judge={"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}}, timeout_s=180)
+    yield {"address": started.grpc, "http": started.http}
     serve.shutdown()
     ray.shutdown()
 

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 
 from gram_ray.client import GramClient
 
@@ -49,30 +48,21 @@ def cluster():
 def test_judge_scales_across_nodes_under_load_and_back(cluster, tiny_model_dir, tmp_path):
     from ray import serve
 
-    from gram_ray.serve.launch import (
-        judge_replicas,
-        serve_run,
-        wait_for_replicas,
-        wait_until_serving,
-        with_numbers,
-    )
+    from gram_ray.serve.launch import judge_replicas, start_on_free_ports, wait_for_replicas
 
-    port = free_port()
-    config = with_numbers(
-        ROOT / "serve_configs" / "gram.yaml", tmp_path, http_port=free_port(),
-        args={"scorer": {"model": str(tiny_model_dir), "dtype": "float32"}, "grpc": {"port": port}},
+    started = start_on_free_ports(
+        ROOT / "serve_configs" / "gram.yaml", tmp_path, address=cluster.address, timeout_s=180,
+        args={"scorer": {"model": str(tiny_model_dir), "dtype": "float32"}},
         judge={"autoscaling_config": {"min_replicas": 1, "max_replicas": NODES, "target_ongoing_requests": 2,
                                       "upscale_delay_s": 1, "downscale_delay_s": 3}},
     )
-    serve_run(config, address=cluster.address)
-    wait_until_serving(f"127.0.0.1:{port}", timeout_s=180)
-    client = GramClient(f"127.0.0.1:{port}", timeout_s=60)
+    client = GramClient(started.grpc, timeout_s=60)
     assert judge_replicas() == {"RUNNING": 1}
 
     stop = threading.Event()
 
     def load(i: int) -> None:
-        with GramClient(f"127.0.0.1:{port}", timeout_s=60) as c:
+        with GramClient(started.grpc, timeout_s=60) as c:
             while not stop.is_set():
                 c.compare_one(f"question {i}", "a fairly long answer " * 20, "no")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import free_port, post_json
+from conftest import post_json
 
 from gram_ray.client import GramClient, RetryPolicy
 
@@ -23,7 +23,7 @@ def secured(tiny_model_dir, tmp_path_factory):
     import ray
     from ray import serve
 
-    from gram_ray.serve.launch import serve_run, wait_until_serving, with_numbers
+    from gram_ray.serve.launch import start_on_free_ports
 
     tmp = tmp_path_factory.mktemp("secured")
     cert, key = tmp / "cert.pem", tmp / "key.pem"
@@ -31,19 +31,16 @@ def secured(tiny_model_dir, tmp_path_factory):
                     "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True)
     (tmp / "token").write_text(TOKEN + "\n")
-    grpc_port, http_port = free_port(), free_port()
     args = {
         "scorer": {"model": str(tiny_model_dir), "dtype": "float32"},
-        "grpc": {"port": grpc_port, "tls_cert_file": str(cert), "tls_key_file": str(key)},
+        "grpc": {"tls_cert_file": str(cert), "tls_key_file": str(key)},
         "auth": {"token_env": "GRAM_RAY_TEST_UNSET_TOKEN", "token_file": str(tmp / "token")},
     }
-    config = with_numbers(ROOT / "serve_configs" / "gram.yaml", tmp, args=args, http_port=http_port,
-                          judge={"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}})
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    serve_run(config)
-    address = f"127.0.0.1:{grpc_port}"
-    wait_until_serving(address, timeout_s=180, token=TOKEN, tls_ca_file=str(cert))
-    yield {"address": address, "http": f"http://127.0.0.1:{http_port}", "cert": str(cert)}
+    started = start_on_free_ports(ROOT / "serve_configs" / "gram.yaml", tmp, args=args, timeout_s=180,
+                                  judge={"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}},
+                                  token=TOKEN, tls_ca_file=str(cert))
+    yield {"address": started.grpc, "http": started.http, "cert": str(cert)}
     serve.shutdown()
     ray.shutdown()
 

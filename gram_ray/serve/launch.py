@@ -1,17 +1,22 @@
 """Start a serve config exactly as ``serve run`` does, from Python, and watch its judge replicas.
 
-Benchmarks and the autoscaling test use this so that they measure the shipped YAML as users start it
+Tests and benchmarks use this so that they measure the shipped YAML as users start it
 (``serve run serve_configs/gram.yaml``), not an application assembled differently in code:
 
-    path = with_numbers("serve_configs/gram.yaml", tmp_dir, judge={"autoscaling_config": {"max_replicas": 3}})
-    serve_run(path, address=cluster.address)   # Serve's own `serve run` command, non-blocking, in this process
-    judge_replicas()                           # {"RUNNING": 3}
+    started = start_on_free_ports("serve_configs/gram.yaml", tmp_dir,
+                                  judge={"autoscaling_config": {"max_replicas": 3}}, address=cluster.address)
+    GramClient(started.grpc)                   # Health already answers SERVING
+    judge_replicas()                           # {"RUNNING": 1}, then more under load
+
+``with_numbers`` + ``serve_run`` + ``wait_until_serving`` are the same steps one at a time.
 """
 
 from __future__ import annotations
 
 import copy
+import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +107,38 @@ def wait_until_serving(address: str, timeout_s: float, **client_kwargs: Any) -> 
             if time.monotonic() - start > timeout_s:
                 raise TimeoutError(f"{address} not serving after {timeout_s:.0f} s")
             time.sleep(1)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Started:
+    grpc: str  # "127.0.0.1:<port>", for GramClient
+    http: str  # "http://127.0.0.1:<port>", the HTTP routes
+    config: Path  # the YAML that was started
+
+
+def start_on_free_ports(
+    config: str | Path,
+    directory: str | Path,
+    *,
+    judge: dict[str, Any] | None = None,
+    args: dict[str, Any] | None = None,
+    address: str | None = None,
+    timeout_s: float = 600,
+    **client_kwargs: Any,
+) -> Started:
+    """``config`` with its gRPC and HTTP ports moved to free ones (and the other numbers given changed,
+    as :func:`with_numbers`), started by ``serve run``; returns once ``Health`` answers SERVING.
+    ``client_kwargs`` (``token``, ``tls_ca_file``) are what a client needs to ask."""
+    grpc_port, http_port = free_port(), free_port()
+    path = with_numbers(config, directory, judge=judge, args=_merge(args or {}, {"grpc": {"port": grpc_port}}),
+                        http_port=http_port)
+    serve_run(path, address=address)
+    wait_until_serving(f"127.0.0.1:{grpc_port}", timeout_s, **client_kwargs)
+    return Started(grpc=f"127.0.0.1:{grpc_port}", http=f"http://127.0.0.1:{http_port}", config=path)
