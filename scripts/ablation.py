@@ -2,22 +2,24 @@
 
     python scripts/ablation.py                 # splits, every variant, every evaluation, the table
     python scripts/ablation.py --variants gram --no-eval
-    make model                                 # the same, then ships the GRAM adapter as `default`
+    python scripts/ablation.py --no-train --no-eval   # only the table, from finished results
 
 Every step writes its result atomically and is skipped when that result exists, so an interrupted
 run resumes where it stopped. The variants share one backbone (SmolLM2-135M) and one budget
 (`BUDGET`: steps, pairs per step, token limits); stage 1 is the shipped adapter
 `gram_ray/models/stage1-smollm2-135m` (its own command is in MODEL_CARD.md). Training goes through
 `gram-ray train`, evaluation through `gram-ray eval`'s function, so the figures are what users get.
-Results: runs/ablation/<variant>/final (models), runs/ablation/eval/<variant>/<benchmark>/ (reports),
-runs/ablation/table.md and runs/ablation/results.json; the table is also written into MODEL_CARD.md and
-README.md between their ablation-table markers.
+Results: runs/ablation/<variant>/final (models), runs/ablation/eval/<variant>/<benchmark>/ (reports);
+each finished evaluation's metrics and per-pair predictions are copied to docs/ablation/eval/ (tracked,
+so a fresh checkout resumes the table instead of judging again), with docs/ablation/results.json and
+table.md; the table is also written into MODEL_CARD.md and README.md between their ablation-table markers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 RUNS = ROOT / "runs" / "ablation"
 SPLITS = ROOT / "runs" / "data"
+ARCHIVE = ROOT / "docs" / "ablation"
 GRAM_CLI = str(Path(sys.executable).parent / "gram-ray")
 STAGE1 = "gram_ray/models/stage1-smollm2-135m"
 
@@ -110,6 +113,29 @@ def train_variant(v: Variant) -> None:
     (RUNS / v.name / "wall_seconds.txt").write_text(f"{time.time() - started:.0f}\n")
 
 
+def finished(variant: str, benchmark: str) -> Path | None:
+    """Where this variant's finished evaluation on this benchmark is (this run's, else the archived one)."""
+    for base in (RUNS / "eval", ARCHIVE / "eval"):
+        if (base / variant / benchmark / "metrics.json").is_file():
+            return base / variant / benchmark
+    return None
+
+
+def archive() -> None:
+    """Copy finished evaluations (metrics, predictions; no plots) and training times into docs/ablation/."""
+    for v in VARIANTS:
+        wall = RUNS / v.name / "wall_seconds.txt"
+        if wall.is_file():
+            (ARCHIVE / v.name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(wall, ARCHIVE / v.name / "wall_seconds.txt")
+        for b in BENCHMARKS:
+            src, dst = RUNS / "eval" / v.name / b.name, ARCHIVE / "eval" / v.name / b.name
+            if (src / "metrics.json").is_file():
+                dst.mkdir(parents=True, exist_ok=True)
+                for name in ("predictions.jsonl", "metrics.json"):  # metrics.json last: it marks a finished copy
+                    shutil.copyfile(src / name, dst / name)
+
+
 def evaluate_variant(v: Variant) -> None:
     from gram_ray.eval.run import EvalConfig, evaluate
     from gram_ray.scorer import ScorerConfig
@@ -117,7 +143,7 @@ def evaluate_variant(v: Variant) -> None:
     model = str(ROOT / v.model) if (ROOT / v.model).exists() else v.model
     for b in BENCHMARKS:
         out = RUNS / "eval" / v.name / b.name
-        if (out / "metrics.json").exists():
+        if finished(v.name, b.name):
             continue
         print(f"+ gram-ray eval {b.path} --model {v.model} --out {out} --limit {b.limit} "
               f"--max-prompt-tokens 256 --max-response-tokens 256", flush=True)
@@ -134,8 +160,9 @@ def collect() -> dict:
     for v in VARIANTS:
         row = {}
         for b in BENCHMARKS:
-            path = RUNS / "eval" / v.name / b.name / "metrics.json"
-            if path.exists():
+            done = finished(v.name, b.name)
+            if done:
+                path = done / "metrics.json"
                 m = json.loads(path.read_text())
                 # ECE from the predictions, so reports written before pair_calibration agree with it.
                 predictions = [json.loads(x) for x in (path.parent / "predictions.jsonl").read_text().splitlines()]
@@ -148,7 +175,7 @@ def collect() -> dict:
                 baseline.setdefault(b.name, {"headline": lb["headline"]["value"], "pairs": m["comparisons"],
                                              "accuracy": lb["pairs"]["accuracy"], "flip_rate": 0.0, "ece": None,
                                              "hard": lb["rmbench"]["hard"] if "rmbench" in lb else None})
-        wall = RUNS / v.name / "wall_seconds.txt"
+        wall = ARCHIVE / v.name / "wall_seconds.txt"
         results[v.name] = {"description": v.description, "train_seconds": int(wall.read_text()) if wall.exists() else None,
                            "benchmarks": row}
     results["longer_response"] = {"description": "prefer the response with more characters left after both are cut "
@@ -232,8 +259,9 @@ def main() -> None:
             train_variant(by_name[name])
         if not args.no_eval:
             evaluate_variant(by_name[name])
+    archive()
     results = collect()
-    publish(RUNS, results, table(results))
+    publish(ARCHIVE, results, table(results))
     scores = {n: sum(b["headline"] for b in r["benchmarks"].values()) / len(r["benchmarks"])
               for n, r in results.items() if len(r["benchmarks"]) == len(BENCHMARKS)}
     print("RESULT " + " ".join(f"{n}={s:.3f}" for n, s in scores.items()))
