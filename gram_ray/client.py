@@ -168,8 +168,11 @@ def _channel(module: Any, address: str, tls_ca_file: str | None) -> Any:
     return module.secure_channel(address, credentials, options=options)
 
 
-class GramClient:
-    """Blocking client. Thread-safe (gRPC channels are)."""
+class _Connection:
+    """What both clients hold: the channel (TLS when ``tls_ca_file``), the stub, the bearer token's
+    metadata, the per-call deadline and the retry policy."""
+
+    _grpc: Any = grpc  # grpc, or grpc.aio for the asyncio client
 
     def __init__(
         self, address: str = DEFAULT_ADDRESS, timeout_s: float = 120.0, retry: RetryPolicy | None = None,
@@ -179,8 +182,12 @@ class GramClient:
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
         self.metadata = _auth_metadata(token)
-        self.channel = _channel(grpc, address, tls_ca_file)
+        self.channel = _channel(self._grpc, address, tls_ca_file)
         self.stub = gram_pb2_grpc.RewardComparatorStub(self.channel)
+
+
+class GramClient(_Connection):
+    """Blocking client. Thread-safe (gRPC channels are)."""
 
     def _call(self, method: Any, request: Any) -> Any:
         backoffs = self.retry.backoffs()
@@ -226,19 +233,10 @@ class GramClient:
         self.close()
 
 
-class AsyncGramClient:
+class AsyncGramClient(_Connection):
     """asyncio client (``grpc.aio``); create it inside a running event loop."""
 
-    def __init__(
-        self, address: str = DEFAULT_ADDRESS, timeout_s: float = 120.0, retry: RetryPolicy | None = None,
-        token: str | None = None, tls_ca_file: str | None = None,
-    ):
-        self.address = address
-        self.timeout_s = timeout_s
-        self.retry = retry or RetryPolicy()
-        self.metadata = _auth_metadata(token)
-        self.channel = _channel(grpc.aio, address, tls_ca_file)
-        self.stub = gram_pb2_grpc.RewardComparatorStub(self.channel)
+    _grpc = grpc.aio
 
     async def _call(self, method: Any, request: Any) -> Any:
         backoffs = self.retry.backoffs()
