@@ -41,7 +41,8 @@ STAGE1 = "gram_ray/models/stage1-smollm2-135m"
 # layers, one Ray Train worker holding every CPU core. Same data order for every variant.
 BUDGET = [
     "num_workers=1", "max_steps=60", "batch_size=1", "grad_accum=8", "lr=1.0e-3", "warmup_ratio=0.05",
-    "scheduler=cosine", "max_prompt_tokens=256", "max_response_tokens=256", "checkpoint_every=20", "log_every=5",
+    "scheduler=cosine", "max_prompt_tokens=256", "max_response_tokens=256", "checkpoint_every=10", "log_every=5",
+    "resume_from=latest",  # an interrupted variant continues from its newest checkpoint (~6 min apart)
 ]
 
 
