@@ -31,6 +31,9 @@ DATA = ROOT.parent / "shared" / "data"
 RUNS = ROOT / "runs" / "ablation"
 SPLITS = ROOT / "runs" / "data"
 ARCHIVE = ROOT / "docs" / "ablation"
+TRAINED = ROOT / "checkpoints" / "ablation"  # trained variants' adapters (tracked: a fresh checkout evaluates them)
+# What a trained variant's adapter needs; the tokenizer and chat template come from the backbone.
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "gram_training.json")
 GRAM_CLI = str(Path(sys.executable).parent / "gram-ray")
 STAGE1 = "gram_ray/models/stage1-smollm2-135m"
 
@@ -103,8 +106,16 @@ def make_splits() -> None:
              "--heldout-out", str(SPLITS / f"{name}_heldout.jsonl.gz"), "--heldout-fraction", str(fraction)])
 
 
+def trained(v: Variant) -> Path | None:
+    """The variant's trained model: this run's, else the committed copy (None: not trained yet)."""
+    for path in (ROOT / v.model, TRAINED / v.name):
+        if (path / "adapter_model.safetensors").is_file():
+            return path
+    return None
+
+
 def train_variant(v: Variant) -> None:
-    if v.config is None or (ROOT / v.model).exists():
+    if v.config is None or trained(v):
         return
     cmd = [GRAM_CLI, "train", v.config]
     for item in [f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", *BUDGET, f"output_dir=runs/ablation/{v.name}", *v.overrides]:
@@ -123,8 +134,18 @@ def finished(variant: str, benchmark: str) -> Path | None:
 
 
 def archive() -> None:
-    """Copy finished evaluations (metrics, predictions; no plots) and training times into docs/ablation/."""
+    """Copy trained adapters into checkpoints/ablation/, finished evaluations (metrics, predictions; no
+    plots) and training times into docs/ablation/."""
     for v in VARIANTS:
+        final = ROOT / v.model
+        if v.config is not None and (final / "adapter_model.safetensors").is_file() and not (TRAINED / v.name).exists():
+            tmp = TRAINED / f".{v.name}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for item in final.iterdir():
+                if item.name in ADAPTER_FILES or item.suffix == ".safetensors":
+                    shutil.copyfile(item, tmp / item.name)
+            tmp.rename(TRAINED / v.name)
         wall = RUNS / v.name / "wall_seconds.txt"
         if wall.is_file():
             (ARCHIVE / v.name).mkdir(parents=True, exist_ok=True)
@@ -141,12 +162,12 @@ def evaluate_variant(v: Variant) -> None:
     from gram_ray.eval.run import EvalConfig, evaluate
     from gram_ray.scorer import ScorerConfig
 
-    model = str(ROOT / v.model) if (ROOT / v.model).exists() else v.model
+    model = str(trained(v) or v.model)
     for b in BENCHMARKS:
         out = RUNS / "eval" / v.name / b.name
         if finished(v.name, b.name):
             continue
-        print(f"+ gram-ray eval {b.path} --model {v.model} --out {out} --limit {b.limit} "
+        print(f"+ gram-ray eval {b.path} --model {model} --out {out} --limit {b.limit} "
               f"--max-prompt-tokens 256 --max-response-tokens 256", flush=True)
         started = time.time()
         evaluate(EvalConfig(data=b.path, out=out, limit=b.limit, scorer=ScorerConfig(model=model, **EVAL_TOKENS)))
