@@ -167,8 +167,8 @@ def evaluate_variant(v: Variant) -> None:
         out = RUNS / "eval" / v.name / b.name
         if finished(v.name, b.name):
             continue
-        print(f"+ gram-ray eval {b.path} --model {model} --out {out} --limit {b.limit} "
-              f"--max-prompt-tokens 256 --max-response-tokens 256", flush=True)
+        print(f"+ gram-ray eval {b.path} --model {model} --out {out} --limit {b.limit} --max-prompt-tokens "
+              f"{EVAL_TOKENS['max_prompt_tokens']} --max-response-tokens {EVAL_TOKENS['max_response_tokens']}", flush=True)
         started = time.time()
         evaluate(EvalConfig(data=b.path, out=out, limit=b.limit, scorer=ScorerConfig(model=model, **EVAL_TOKENS)))
         print(f"  {b.name}: {time.time() - started:.0f} s", flush=True)
