@@ -8,6 +8,7 @@ from gram_ray.eval.metrics import (
     judgebench_correct,
     judgebench_metrics,
     pair_calibration,
+    paired_accuracy_difference,
     pairs_metrics,
     rewardbench_metrics,
     rmbench_domain,
@@ -118,3 +119,15 @@ def test_ece_by_hand():
     assert diagram[9]["count"] == 2 and diagram[9]["frequency"] == 0.5
     perfect, _ = expected_calibration_error([1.0, 0.0], [True, False])
     assert perfect == 0.0
+
+
+def test_paired_accuracy_difference():
+    # a is right on rows 0-2, b on row 0 only: per-row differences 0, 1, 1, 0, mean 0.5. A resample of
+    # four of them has a mean in [0, 1]; with n = 4 the 95% interval spans nearly all of it.
+    diff, low, high = paired_accuracy_difference([True, True, True, False], [True, False, False, False])
+    assert diff == 0.5 and 0.0 <= low < 0.5 < high <= 1.0
+    # Every row differs the same way: no resample can change the mean, so the interval is a point.
+    assert paired_accuracy_difference([True] * 5, [False] * 5) == (1.0, 1.0, 1.0)
+    assert paired_accuracy_difference([True, False], [True, False]) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same non-empty rows"):
+        paired_accuracy_difference([True], [True, False])
