@@ -36,10 +36,12 @@ _MAX_MESSAGE = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Backoff 0.2, 0.4, … capped at 5 s: the default 8 attempts wait ~16 s in all, longer than Serve
-    takes to restart a dead ingress replica (the gRPC server) on a live node."""
+    """Backoff 0.2, 0.4, … capped at 5 s: the default 12 attempts wait ~41 s in all, longer than Serve
+    takes to restart a dead ingress replica (the gRPC server) on a live node. (8 attempts, ~16 s, was
+    not always enough on a busy 2-core machine: a fresh-clone CI run saw calls in flight at the kill
+    give up while the replica was still starting.)"""
 
-    attempts: int = 8
+    attempts: int = 12
     initial_backoff_s: float = 0.2
     max_backoff_s: float = 5.0
     multiplier: float = 2.0
