@@ -127,11 +127,11 @@ def train_variant(v: Variant) -> None:
     try:
         run(cmd)
     finally:
+        from gram_ray.data import atomic_writer
+
         before = float(spent.read_text()) if spent.is_file() else 0.0
-        spent.parent.mkdir(parents=True, exist_ok=True)
-        tmp = spent.with_suffix(".tmp")
-        tmp.write_text(f"{before + time.time() - started:.0f}\n")
-        tmp.replace(spent)
+        with atomic_writer(spent) as f:
+            f.write(f"{before + time.time() - started:.0f}\n")
 
 
 def finished(variant: str, benchmark: str) -> Path | None:
