@@ -198,7 +198,14 @@ def cmd_client_reward(args: argparse.Namespace) -> None:
 
 
 def _add_client_parsers(sub: Any) -> None:
-    from gram_ray.client import DEFAULT_ADDRESS
+    try:
+        from gram_ray.client import DEFAULT_ADDRESS
+    except (ImportError, RuntimeError) as exc:  # grpcio missing or older than the stubs: the other subcommands still work
+        reason = f"unavailable here ({exc})"
+        p = sub.add_parser("client", help=f"call a running reward service over gRPC: {reason}")
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        p.set_defaults(func=lambda args: sys.exit(f"gram-ray client: {reason}"))
+        return
 
     p = sub.add_parser("client", help="call a running reward service over gRPC")
     csub = p.add_subparsers(dest="client_command", required=True)
@@ -263,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="auto", choices=["auto", "pairs", "rmbench", "judgebench", "rewardbench"])
     p.add_argument("--offset", type=int, default=0, help="skip the first N rows")
     p.add_argument("--limit", type=int, default=None, help="first N rows (prompts) only, after --offset")
-    p.add_argument("--num-actors", type=int, default=None, help="scorer actors (default: one per GPU, else one per 2 CPUs)")
+    p.add_argument("--num-actors", type=int, default=None, help="scorer actors (default: one per GPU, else one per 2 CPUs; 0: score in this process, without Ray)")
     _add_scorer_args(p)
     _add_reasoning_args(p)
     p.set_defaults(func=cmd_eval)
@@ -275,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="with data: where the fit rows' evaluation is written")
     p.add_argument("--offset", type=int, default=0, help="skip the first N rows (keep the rows you report out of the fit)")
     p.add_argument("--limit", type=int, default=None, help="then use N rows")
-    p.add_argument("--num-actors", type=int, default=None, help="scorer actors (default: one per GPU, else one per 2 CPUs)")
+    p.add_argument("--num-actors", type=int, default=None, help="scorer actors (default: one per GPU, else one per 2 CPUs; 0: score in this process, without Ray)")
     _add_scorer_args(p)
     p.set_defaults(func=cmd_calibrate)
 
@@ -319,7 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    import grpc
+    try:
+        from grpc import RpcError
+    except ImportError:  # without grpcio there are no client calls to fail
+        RpcError = type("RpcError", (Exception,), {})
 
     from gram_ray.data import DataError
     from gram_ray.models import ModelSpecError
@@ -329,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ModelSpecError, ValidationError, FileNotFoundError, ValueError) as exc:
         print(f"gram-ray: error: {exc}", file=sys.stderr)
         return 2
-    except grpc.RpcError as exc:
+    except RpcError as exc:
         print(f"gram-ray: error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     return 0

@@ -3,7 +3,8 @@
 ``judge_pairs`` scores pairs in both orders (optionally with GRAM-R² rationales and votes) and
 ``prove_pairs`` has the preference-proving model write a rationale for a given label. Both map
 typed inputs to typed results through one actor pool (one actor per GPU, else one per 2 CPUs),
-so the same call scales from this machine to a cluster. Rationales travel between the actors and
+so the same call scales from this machine to a cluster. ``num_actors=0`` runs one actor in this
+process instead, without Ray (a machine whose image lacks it, e.g. a lone GPU box). Rationales travel between the actors and
 the driver as one JSON column (Arrow needs one schema per column); that encoding is private here.
 """
 
@@ -110,6 +111,8 @@ def map_actor_pool(
 ) -> dict[int, dict[str, Any]]:
     """Ray Data batch inference: ``items`` (each with an int ``job``) through a pool of ``actor``
     (sized by :func:`actor_pool`); the output rows by job."""
+    if num_actors == 0:
+        return _map_in_process(actor, kwargs, items, batch_size)
     import ray.data
 
     actors, per_actor = actor_pool(num_actors)
@@ -120,8 +123,23 @@ def map_actor_pool(
     return {int(r["job"]): r for r in dataset.iter_rows()}
 
 
-def _init_ray() -> None:
+def _map_in_process(actor: type, kwargs: dict[str, Any], items: list[dict[str, Any]], batch_size: int) -> dict[int, dict[str, Any]]:
+    """:func:`map_actor_pool` with one ``actor`` in this process: same batches, same output rows."""
+    instance, rows = actor(**kwargs), {}
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        out = instance({key: [item[key] for item in chunk] for key in chunk[0]})
+        for k in range(len(chunk)):
+            row = {key: values[k] for key, values in out.items()}
+            rows[int(row["job"])] = row
+    return rows
+
+
+def _init_ray(num_actors: int | None) -> None:
     import os
+
+    if num_actors == 0:
+        return
 
     import ray
 
@@ -134,7 +152,7 @@ def judge_pairs(
     votes: int | None = None, sampling: SamplingConfig | None = None,
 ) -> list[Judgement]:
     """Each pair judged in both orders, in input order; with ``votes``, by GRAM-R² reasoning."""
-    _init_ray()
+    _init_ray(num_actors)
     reasoning = None if votes is None else {"votes": votes, "sampling": (sampling or SamplingConfig()).model_dump()}
     items = [{"job": k, "prompt": p.prompt, "a": p.response_a, "b": p.response_b} for k, p in enumerate(pairs)]
     rows = map_actor_pool(ScorerActor, {"scorer_config": scorer.model_dump(), "reasoning": reasoning}, items,
@@ -156,7 +174,7 @@ def prove_pairs(
     """A rationale for each pair's given label ("A" or "B"), in input order."""
     if not pairs:
         return []
-    _init_ray()
+    _init_ray(num_actors)
     items = [{"job": k, "prompt": p.prompt, "a": p.response_a, "b": p.response_b, "label": label}
              for k, (p, label) in enumerate(zip(pairs, labels, strict=True))]
     rows = map_actor_pool(ProverActor, {"scorer_config": scorer.model_dump(), "sampling": sampling.model_dump()}, items,

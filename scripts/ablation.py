@@ -34,7 +34,7 @@ ARCHIVE = ROOT / "docs" / "ablation"
 TRAINED = ROOT / "checkpoints" / "ablation"  # trained variants' adapters (tracked: a fresh checkout evaluates them)
 # What a trained variant's adapter needs; the tokenizer and chat template come from the backbone.
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "gram_training.json")
-GRAM_CLI = str(Path(sys.executable).parent / "gram-ray")
+GRAM_CLI = [sys.executable, "-m", "gram_ray.cli"]  # the `gram-ray` command of this interpreter (also where it is not installed)
 STAGE1 = "gram_ray/models/stage1-smollm2-135m"
 
 # One budget for every ablation variant, the shipped model's recipe (scripts/train_default.py) cut to
@@ -102,7 +102,7 @@ def make_splits() -> None:
     for source, name, fraction in (("train_labeled", "labeled", 0.05), ("adapt_hh_harmless", "hh", 0.3)):
         if (SPLITS / f"{name}_heldout.jsonl.gz").exists():
             continue
-        run([GRAM_CLI, "split", str(DATA / f"{source}.jsonl.gz"), "--train-out", str(SPLITS / f"{name}_train.jsonl.gz"),
+        run([*GRAM_CLI, "split", str(DATA / f"{source}.jsonl.gz"), "--train-out", str(SPLITS / f"{name}_train.jsonl.gz"),
              "--heldout-out", str(SPLITS / f"{name}_heldout.jsonl.gz"), "--heldout-fraction", str(fraction)])
 
 
@@ -117,7 +117,7 @@ def trained(v: Variant) -> Path | None:
 def train_variant(v: Variant) -> None:
     if v.config is None or trained(v):
         return
-    cmd = [GRAM_CLI, "train", v.config]
+    cmd = [*GRAM_CLI, "train", v.config]
     for item in [f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", *BUDGET, f"output_dir=runs/ablation/{v.name}", *v.overrides]:
         cmd += ["--set", item]
     # Seconds add up over segments: an interrupted variant resumes from its checkpoint (resume_from=latest),

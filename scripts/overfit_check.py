@@ -36,7 +36,7 @@ def main() -> None:
             "num_workers=1", f"max_steps={args.steps}", "batch_size=4", "grad_accum=1", "lr=1.0e-3", "warmup_ratio=0",
             "scheduler=constant_with_warmup", "max_prompt_tokens=256", "max_response_tokens=256", "log_every=5",
             f"checkpoint_every={args.steps}", *args.extra]
-    cmd = [GRAM_CLI, "train", "train_configs/finetune.yaml"]
+    cmd = [*GRAM_CLI, "train", "train_configs/finetune.yaml"]
     for item in sets:
         cmd += ["--set", item]
     subprocess.run(cmd, check=True, cwd=ROOT)

@@ -77,12 +77,12 @@ def train() -> None:
         if (out / "final" / "gram_training.json").exists():
             continue
         overrides = [*sets, f"output_dir={out}"] + ([f"model={DEFAULT_GRAM}"] if name == "reasoner" else [])
-        run([GRAM_CLI, "train", f"train_configs/{name}.yaml", *(x for o in overrides for x in ("--set", o))],
+        run([*GRAM_CLI, "train", f"train_configs/{name}.yaml", *(x for o in overrides for x in ("--set", o))],
             RUNS / f"{name}_wall_seconds.txt")
     if not (RUNS / "self_train" / "summary.json").exists():
         overrides = [*SELF_TRAIN, f"reasoner={RUNS / 'reasoner' / 'final'}", f"prover={RUNS / 'prover' / 'final'}",
                      f"output_dir={RUNS / 'self_train'}"]
-        run([GRAM_CLI, "self-train", "train_configs/self_train.yaml", *(x for o in overrides for x in ("--set", o))],
+        run([*GRAM_CLI, "self-train", "train_configs/self_train.yaml", *(x for o in overrides for x in ("--set", o))],
             RUNS / "self_train_wall_seconds.txt")
 
 

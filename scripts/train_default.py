@@ -6,11 +6,16 @@
     python scripts/train_default.py --report     # the held-out curve as a table and plot in MODEL_CARD.md
     python scripts/train_default.py --calibrate  # fit the shipped model's calibration, report held-out rows 0-499
     python scripts/train_default.py --evaluate   # the out-of-distribution sets, beside the length baseline
-    make model                                   # train, snapshot, publish, calibrate, report
+    python scripts/train_default.py --train      # only train
+    python scripts/train_default.py --steps 1440 # a longer run (continues the committed step-720 checkpoint)
+    make model                                   # train, snapshot, publish, calibrate, report, evaluate
+    python scripts/train_default.py --local      # the same without Ray, in this process (how the shipped run was
+                                                 # made on one H100: `launcher=local use_gpu=true`; evaluation
+                                                 # with `--num-actors 0`, fp32 as the CPU service scores)
 
 Recipe (MODEL_CARD.md): stage 2 from the shipped stage-1 adapter (`gram_ray/models/stage1-smollm2-135m`),
-verdict loss with label smoothing 0.1, each pair in both orders, 8 pairs per step, lr 1e-3 with a short
-warm-up and cosine decay, questions and responses cut to 256 tokens (the budgets the service then scores
+verdict loss with label smoothing 0.1, each pair in both orders, 8 pairs per step (one micro-batch),
+720 steps, lr 1e-3 with a 3% warm-up and cosine decay, questions and responses cut to 256 tokens (the budgets the service then scores
 at, read from the model's gram_training.json). The run writes `runs/default/curve.jsonl` (accuracy,
 position-flip rate and ECE on 120 in-domain held-out pairs every `EVAL_EVERY` steps, beside the
 "longer visible response" baseline on the same rows).
@@ -18,6 +23,9 @@ position-flip rate and ECE on 120 in-domain held-out pairs every `EVAL_EVERY` st
 Resuming: a run continues from, in this order, the newest checkpoint under runs/default (this machine),
 or the committed `checkpoints/default/` (a fresh clone: adapter, optimizer, schedule and data
 position, a few MB). `--snapshot` refreshes that committed copy; commit it before a session ends.
+The committed checkpoint is the shipped run's last (step 720 of 720), so on a fresh clone `make
+model` trains nothing and re-publishes, calibrates and evaluates it; on a 2-core CPU each step takes
+~40 s, on one H100 ~0.27 s (scripts/lone_gpu_default.sh runs it on a GPU machine without Ray).
 """
 
 from __future__ import annotations
@@ -39,14 +47,35 @@ from scripts.ablation import DATA, GRAM_CLI, SPLITS, STAGE1, make_splits, write_
 RUN = ROOT / "runs" / "default"
 COMMITTED = ROOT / "checkpoints" / "default"
 SHIPPED = ROOT / "gram_ray" / "models" / "default"
+STEPS = 720  # the shipped run: 5,760 pairs (a quarter of the training split), ~4 min on one H100
 EVAL_EVERY = 100  # a curve point costs ~7 min of evaluation on 2 cores; every 100 steps keeps that under a quarter of the run
 RECIPE = [
     f"model={STAGE1}", f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", f"eval_data={SPLITS / 'labeled_heldout.jsonl.gz'}",
-    f"output_dir={RUN}", "num_workers=1", "max_steps=800", "batch_size=1", "grad_accum=8", "lr=1.0e-3",
+    f"output_dir={RUN}", "num_workers=1", f"max_steps={STEPS}", "batch_size=8", "grad_accum=1", "lr=1.0e-3",
     "warmup_ratio=0.03", "scheduler=cosine", "label_smoothing=0.1", "max_prompt_tokens=256", "max_response_tokens=256",
     "checkpoint_every=10", "keep_checkpoints=2", "log_every=5", f"eval_every={EVAL_EVERY}", "eval_limit=120",
     "max_failures=2",
 ]
+# --local: no Ray anywhere (a lone GPU machine whose image has torch, transformers and peft): the
+# training loop in this process (on CUDA when there is one), evaluation in this process too.
+LOCAL = False
+
+
+def cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def local_training() -> list[str]:
+    # On a GPU a step takes ~0.1 s: checkpoints and curve points every few hundred steps, not every 10 / 100.
+    on_gpu = ["checkpoint_every=100", "eval_every=250"] if cuda() else []
+    return ["launcher=local", f"use_gpu={str(cuda()).lower()}", *on_gpu] if LOCAL else []
+
+
+def local_eval() -> list[str]:
+    # In this process; fp32 as the CPU service scores (on CUDA `dtype: auto` would be bf16).
+    return ["--num-actors", "0", *(["--dtype", "float32"] if cuda() else [])] if LOCAL else []
 
 
 def newest() -> Path | None:
@@ -68,8 +97,8 @@ def resume_point() -> Path | None:
 def train(extra: list[str]) -> None:
     make_splits()
     resume = resume_point()
-    cmd = [GRAM_CLI, "train", "train_configs/finetune.yaml"]
-    for item in [*RECIPE, *([f"resume_from={resume}"] if resume else []), *extra]:
+    cmd = [*GRAM_CLI, "train", "train_configs/finetune.yaml"]
+    for item in [*RECIPE, *local_training(), *([f"resume_from={resume}"] if resume else []), *extra]:
         cmd += ["--set", item]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -78,8 +107,9 @@ def train(extra: list[str]) -> None:
 def snapshot() -> None:
     """Copy the newest checkpoint (and the curve so far) into checkpoints/default, atomically."""
     source = newest()
-    if source is None:
-        raise SystemExit(f"no checkpoint under {RUN}")
+    if source is None or step_of(source) <= step_of(COMMITTED if (COMMITTED / "trainer_state.pt").is_file() else None):
+        print(f"checkpoints/default is already the newest checkpoint (step {step_of(COMMITTED)})")
+        return
     COMMITTED.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".default-", dir=COMMITTED.parent))
     shutil.copytree(source, tmp, dirs_exist_ok=True)
@@ -97,8 +127,8 @@ def publish() -> None:
     if source is None:
         raise SystemExit(f"no checkpoint under {RUN} or {COMMITTED}")
     out = RUN / "export"
-    cmd = [GRAM_CLI, "model", "export-checkpoint", "train_configs/finetune.yaml", str(source), "--out", str(out)]
-    for item in RECIPE:
+    cmd = [*GRAM_CLI, "model", "export-checkpoint", "train_configs/finetune.yaml", str(source), "--out", str(out)]
+    for item in [*RECIPE, *local_training()]:  # the record says how the run was made
         cmd += ["--set", item]
     subprocess.run(cmd, check=True, cwd=ROOT)
     shutil.rmtree(SHIPPED, ignore_errors=True)
@@ -258,7 +288,9 @@ def eval_table() -> None:
 
 def run_cli(args: list[str]) -> None:
     print("+ gram-ray", " ".join(args), flush=True)
-    subprocess.run([GRAM_CLI, *args], check=True, cwd=ROOT)
+    if args[0] in ("eval", "calibrate"):
+        args = [*args, *local_eval()]
+    subprocess.run([*GRAM_CLI, *args], check=True, cwd=ROOT)
 
 
 def save_json(path: Path, record: dict) -> None:
@@ -277,10 +309,19 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true", help="only fit the shipped model's calibration and report held-out rows")
     parser.add_argument("--reuse", action="store_true", help="with --calibrate: reuse the raw held-out predictions if present")
     parser.add_argument("--evaluate", action="store_true", help="only evaluate the shipped model out of distribution")
+    parser.add_argument("--train", action="store_true", help="only train (continue from the newest checkpoint)")
+    parser.add_argument("--steps", type=int, default=None, help=f"optimizer steps of the whole run (default {STEPS})")
+    parser.add_argument("--local", action="store_true", help="without Ray: train and evaluate in this process (CUDA if present)")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra training overrides")
     args = parser.parse_args()
+    global LOCAL
+    LOCAL = args.local
+    if args.steps is not None:
+        RECIPE[:] = [f"max_steps={args.steps}" if item.startswith("max_steps=") else item for item in RECIPE]
     os.chdir(ROOT)
-    if args.snapshot:
+    if args.train:
+        train(args.extra)
+    elif args.snapshot:
         snapshot()
     elif args.publish:
         publish()

@@ -43,7 +43,7 @@ class CalibrateConfig(BaseModel):
     offset: int = Field(0, ge=0, description="skip the first N rows (keep the rows you report out of the fit)")
     limit: int | None = Field(None, gt=0, description="then use N rows")
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
-    num_actors: int | None = Field(None, gt=0)
+    num_actors: int | None = Field(None, ge=0, description="0 = score in this process, without Ray")
 
     @model_validator(mode="after")
     def _one_source(self) -> CalibrateConfig:

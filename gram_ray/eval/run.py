@@ -40,7 +40,8 @@ class EvalConfig(BaseModel):
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     offset: int = Field(0, ge=0, description="skip the first N rows (e.g. rows kept for calibration or reporting)")
     limit: int | None = Field(None, gt=0, description="first N rows (prompts) only, after offset")
-    num_actors: int | None = Field(None, gt=0, description="scorer actors; default one per GPU, else one per 2 CPUs")
+    num_actors: int | None = Field(None, ge=0, description="scorer actors; default one per GPU, else one per 2 CPUs; "
+                                   "0 = score in this process, without Ray")
     batch_size: int = Field(16, gt=0, description="comparisons per actor call")
     reasoning: bool = Field(False, description="GRAM-R²: sampled rationales and a majority vote")
     votes: int = Field(1, gt=0, description="reasoning samples per pair and order")

@@ -36,6 +36,10 @@ class TrainConfig(BaseModel):
     output_dir: str = Field(description="checkpoints, metrics.json and the final model (<output_dir>/final)")
 
     # Scale
+    launcher: Literal["ray", "local"] = Field(
+        "ray", description="ray: a Ray Train job (workers, restarts, clusters); local: this one process, no Ray "
+        "(num_workers=1; CUDA with use_gpu, else every CPU core): for a machine without Ray, e.g. a lone GPU box",
+    )
     num_workers: int = Field(1, gt=0)
     use_gpu: bool = False
     resources_per_worker: dict[str, float] | None = Field(

@@ -17,6 +17,8 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +231,8 @@ def load_checkpoint(directory: Path, model: Any, optimizer: Any, scheduler: Any)
     if missing:
         raise RuntimeError(f"checkpoint {directory} lacks trainable weights {missing[:3]}…")
     model.load_state_dict(weights, strict=False)
-    state = torch.load(directory / STATE_FILE, weights_only=False)
+    # A checkpoint written on a GPU resumes on a CPU (and back): the optimizer moves its state to the parameters' device.
+    state = torch.load(directory / STATE_FILE, weights_only=False, map_location="cpu")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     return state["position"]
@@ -283,21 +286,56 @@ def export_checkpoint(cfg: TrainConfig, checkpoint_dir: Path, output_dir: Path) 
 # ----------------------------------------------------------------------------------------------
 
 
+@dataclass
+class WorkerEnv:
+    """What a launcher hands the loop: Ray Train's worker context (:func:`train_loop_per_worker`), or
+    one plain process (:func:`gram_ray.train.run.train_local`, for machines without Ray)."""
+
+    rank: int
+    world: int
+    device: torch.device
+    rows: list[Any]
+    run_id: str
+    storage: Path  # this run's checkpoints (<output_dir>/ray/run)
+    restored: Any  # a context manager yielding the directory of a checkpoint the launcher restored, or None
+    prepare: Callable[[torch.nn.Module], torch.nn.Module]  # wrap the module for the parallel strategy
+    report: Callable[[dict[str, Any], Path | None], None]  # metrics, and (rank 0) a checkpoint directory to persist
+    cpus: float | None = None  # CPUs this worker holds (its torch threads on a CPU)
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
     from ray.train import Checkpoint
 
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        ray.train.report(metrics, checkpoint=None if checkpoint_dir is None else Checkpoint.from_directory(str(checkpoint_dir)))
+
     cfg = TrainConfig(**loop_config["train"])
     context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    torch.manual_seed(cfg.seed + rank)
-    device = ray.train.torch.get_device()
-    if device.type == "cpu" and loop_config.get("cpus_per_worker"):
-        # Ray caps a worker's threads at its CPUs; use exactly them (all cores when one worker holds the node).
-        torch.set_num_threads(max(1, int(loop_config["cpus_per_worker"])))
+    checkpoint = ray.train.get_checkpoint()
+    run_worker(cfg, WorkerEnv(
+        rank=context.get_world_rank(), world=context.get_world_size(), device=ray.train.torch.get_device(),
+        rows=load_rows(ray.train.get_dataset_shard("train")), run_id=loop_config["run_id"],
+        storage=Path(loop_config["storage"]), restored=checkpoint.as_directory() if checkpoint is not None else None,
+        prepare=lambda module: ray.train.torch.prepare_model(
+            module, parallel_strategy=cfg.strategy,
+            # FSDP flattens parameters per unit; LoRA mixes frozen and trainable ones, which needs use_orig_params.
+            parallel_strategy_kwargs={"use_orig_params": True} if cfg.strategy == "fsdp" else None,
+        ),
+        report=report, cpus=loop_config.get("cpus_per_worker"),
+    ))
 
-    rows = load_rows(ray.train.get_dataset_shard("train"))
+
+def run_worker(cfg: TrainConfig, env: WorkerEnv) -> None:
+    """The training loop of one worker: resume, train, log, checkpoint, evaluate, save the final model."""
+    rank, world, device = env.rank, env.world, env.device
+    torch.manual_seed(cfg.seed + rank)
+    if device.type == "cpu" and env.cpus:
+        # Ray caps a worker's threads at its CPUs; use exactly them (all cores when one worker holds the node).
+        torch.set_num_threads(max(1, int(env.cpus)))
+
+    rows = env.rows
     model, tokenizer, source = build_model(cfg, device)
     verdict_ids = VerdictTokens.from_tokenizer(tokenizer).ids
     batches_per_epoch = len(epoch_batches(len(rows), 0, rank, world, cfg.batch_size, cfg.seed))
@@ -308,15 +346,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     warmup = int(cfg.warmup_ratio * steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, steps, cfg.scheduler))
 
-    run_id = loop_config["run_id"]
+    run_id = env.run_id
     layout = {"rows": len(rows), "world": world, "batch_size": cfg.batch_size, "seed": cfg.seed}
     position: dict[str, Any] = {"step": 0, "epoch": 0, "micro": 0, "tokens": 0, "resumed_from": [], "run_id": run_id, **layout}
-    checkpoint = ray.train.get_checkpoint()
     fallback = None
-    if checkpoint is None:  # this run's own checkpoint files (a worker restart), else an earlier run's (resume_from)
-        fallback = latest_checkpoint_dir(Path(loop_config["storage"]), run_id) or resume_directory(cfg)
-    if checkpoint is not None or fallback is not None:
-        with checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext(fallback) as directory:
+    if env.restored is None:  # this run's own checkpoint files (a worker restart), else an earlier run's (resume_from)
+        fallback = latest_checkpoint_dir(env.storage, run_id) or resume_directory(cfg)
+    if env.restored is not None or fallback is not None:
+        with env.restored if env.restored is not None else contextlib.nullcontext(fallback) as directory:
             position = load_checkpoint(Path(directory), model, optimizer, scheduler)
             check_resumable(position, layout, Path(directory))
         position.update(layout, run_id=run_id, resumed_from=[*position.get("resumed_from", []), position["step"]])
@@ -324,16 +361,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             print(f"[gram-ray] resumed from the checkpoint at step {position['step']} "
                   f"(epoch {position['epoch']}, micro-batch {position['micro']}): {directory}", flush=True)
 
-    # FSDP flattens parameters per unit; LoRA mixes frozen and trainable ones, which needs use_orig_params.
-    strategy_kwargs = {"use_orig_params": True} if cfg.strategy == "fsdp" else None
     prefix_ids = judge.verdict_prefix_ids(tokenizer) if shares_prefix(cfg, model) else None
     spec = stage(cfg.stage)
     module = spec.objective(model, verdict_ids, cfg, prefix_ids)
-    wrapped = ray.train.torch.prepare_model(
-        module,
-        parallel_strategy=cfg.strategy,
-        parallel_strategy_kwargs=strategy_kwargs,
-    )
+    wrapped = env.prepare(module)
     dtype = resolve_dtype(cfg.dtype, device)
     autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
     model.train()
@@ -414,9 +445,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if checkpoint_now and rank == 0:
                 with tempfile.TemporaryDirectory() as tmp:
                     save_checkpoint(Path(tmp), model, optimizer, scheduler, dict(position))
-                    ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
+                    env.report(metrics, Path(tmp))
             else:
-                ray.train.report(metrics)
+                env.report(metrics, None)
         if position["micro"] >= len(batches):
             position["epoch"] += 1
             position["micro"] = 0

@@ -3,6 +3,10 @@
 Also as a Ray job on a cluster: ``ray job submit --working-dir . -- gram-ray train train_configs/finetune.yaml``
 (``gram-ray train`` joins the cluster in ``RAY_ADDRESS`` or the job's own, else starts a local one).
 
+Without Ray (a lone GPU machine whose image has torch, transformers and peft but not Ray):
+``gram-ray train CONFIG --set launcher=local [--set use_gpu=true]`` runs the same loop in this process,
+with the same checkpoints, curve, metrics and final model.
+
 Before any worker starts, every data file is validated line by line: a malformed row stops the job
 with ``FILE:LINE: FIELD: problem``, or with ``skip_bad_rows`` is dropped and counted (the cleaned
 rows are written to ``<output_dir>/data/`` and that is what Ray Data reads).
@@ -86,6 +90,8 @@ def worker_resources(cfg: TrainConfig) -> dict[str, float]:
 
 
 def train(cfg: TrainConfig) -> TrainResult:
+    if cfg.launcher == "local":
+        return train_local(cfg)
     import ray
     import ray.data
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
@@ -125,16 +131,63 @@ def train(cfg: TrainConfig) -> TrainResult:
         dataset_config=DataConfig(datasets_to_split=[]),
     )
     result = trainer.fit()
+    return _result(cfg, skipped, result.checkpoint.path if result.checkpoint else None)
+
+
+def _result(cfg: TrainConfig, skipped: int, checkpoint: str | None) -> TrainResult:
     metrics_path = Path(cfg.output_dir) / "metrics.json"
     metrics = json.loads(metrics_path.read_text())
     metrics["skipped_rows"] = skipped
     with atomic_writer(metrics_path) as f:
         json.dump(metrics, f, indent=2)
-    return TrainResult(
-        output_dir=cfg.output_dir,
-        final_model=metrics["final_model"],
-        metrics=metrics,
-        skipped_rows=skipped,
-        checkpoint=result.checkpoint.path if result.checkpoint else None,
-    )
+    return TrainResult(output_dir=cfg.output_dir, final_model=metrics["final_model"], metrics=metrics,
+                       skipped_rows=skipped, checkpoint=checkpoint)
+
+
+def train_local(cfg: TrainConfig) -> TrainResult:
+    """The training loop in this process, without Ray: one worker on CUDA (``use_gpu``) or on every
+    CPU core. Checkpoints go where a Ray run puts them (``<output_dir>/ray/run/checkpoint_*``), so
+    either launcher resumes the other's (``resume_from``); a process that dies is not restarted:
+    run it again with ``resume_from=latest``."""
+    import torch
+
+    from gram_ray.train.loop import WorkerEnv, run_worker
+
+    if cfg.num_workers != 1:
+        raise ValueError(f"num_workers: {cfg.num_workers} with launcher=local, which runs one process; "
+                         "set num_workers=1 or launcher=ray")
+    if cfg.use_gpu and not torch.cuda.is_available():
+        raise ValueError("use_gpu: true but torch sees no CUDA device")
+    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.output_dir) / ".fail_injected").unlink(missing_ok=True)
+    files, skipped = prepare_data(cfg)
+    rows = []
+    for path in sorted(files, key=lambda f: str(Path(f).resolve())):
+        found, _ = read_pairs(path)
+        # The order a Ray run's workers sort their rows in (file, then id), so the data position means the same rows.
+        rows += sorted(found, key=lambda r: (str(r.id) if r.id is not None else f"{r.line:012d}"))
+    storage = Path(cfg.output_dir).resolve() / "ray" / "run"
+    saved: list[Path] = []
+
+    def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        if checkpoint_dir is None:
+            return
+        import shutil
+
+        target = storage / f"checkpoint_local_{metrics['step']:07d}"
+        tmp = storage / f".{target.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(checkpoint_dir, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)  # a checkpoint directory appears whole or not at all
+        saved.append(target)
+        while len(saved) > cfg.keep_checkpoints:
+            shutil.rmtree(saved.pop(0), ignore_errors=True)
+
+    storage.mkdir(parents=True, exist_ok=True)
+    run_worker(cfg, WorkerEnv(
+        rank=0, world=1, device=torch.device("cuda" if cfg.use_gpu else "cpu"), rows=rows, run_id=uuid.uuid4().hex,
+        storage=storage, restored=None, prepare=lambda module: module, report=report,
+    ))
+    return _result(cfg, skipped, str(saved[-1]) if saved else None)
 

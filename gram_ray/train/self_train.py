@@ -56,7 +56,7 @@ class SelfTrainConfig(BaseModel):
     prover_sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(temperature=0.3))
     max_prompt_tokens: int = Field(256, gt=0)
     max_response_tokens: int = Field(256, gt=0)
-    num_actors: int | None = Field(None, gt=0, description="generation actors; default one per GPU, else one per 2 CPUs")
+    num_actors: int | None = Field(None, ge=0, description="generation actors; default one per GPU, else one per 2 CPUs; 0 = in this process, without Ray")
     batch_size: int = Field(8, gt=0, description="pairs per actor call")
     retrain_config: str = Field(description="the reasoner's training config (train_configs/reasoner.yaml)")
     retrain_overrides: list[str] = Field(default_factory=list, description="--set overrides for retraining")
