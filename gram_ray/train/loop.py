@@ -1,4 +1,5 @@
-"""The per-worker training loop run by Ray Train's ``TorchTrainer``.
+"""The per-worker training loop, run by Ray Train's ``TorchTrainer`` (:func:`train_loop_per_worker`) or,
+without Ray, in one process (``launcher: local``); both hand :func:`run_worker` a :class:`WorkerEnv`.
 
 Data: every worker reads the (already validated) rows through Ray Data, orders them
 deterministically, and takes its rank's stride of a per-epoch seeded permutation. The data position
