@@ -113,6 +113,7 @@ def map_actor_pool(
     (sized by :func:`actor_pool`); the output rows by job."""
     if num_actors == 0:
         return _map_in_process(actor, kwargs, items, batch_size)
+    _init_ray()
     import ray.data
 
     actors, per_actor = actor_pool(num_actors)
@@ -135,11 +136,8 @@ def _map_in_process(actor: type, kwargs: dict[str, Any], items: list[dict[str, A
     return rows
 
 
-def _init_ray(num_actors: int | None) -> None:
+def _init_ray() -> None:
     import os
-
-    if num_actors == 0:
-        return
 
     import ray
 
@@ -152,7 +150,6 @@ def judge_pairs(
     votes: int | None = None, sampling: SamplingConfig | None = None,
 ) -> list[Judgement]:
     """Each pair judged in both orders, in input order; with ``votes``, by GRAM-R² reasoning."""
-    _init_ray(num_actors)
     reasoning = None if votes is None else {"votes": votes, "sampling": (sampling or SamplingConfig()).model_dump()}
     items = [{"job": k, "prompt": p.prompt, "a": p.response_a, "b": p.response_b} for k, p in enumerate(pairs)]
     rows = map_actor_pool(ScorerActor, {"scorer_config": scorer.model_dump(), "reasoning": reasoning}, items,
@@ -174,7 +171,6 @@ def prove_pairs(
     """A rationale for each pair's given label ("A" or "B"), in input order."""
     if not pairs:
         return []
-    _init_ray(num_actors)
     items = [{"job": k, "prompt": p.prompt, "a": p.response_a, "b": p.response_b, "label": label}
              for k, (p, label) in enumerate(zip(pairs, labels, strict=True))]
     rows = map_actor_pool(ProverActor, {"scorer_config": scorer.model_dump(), "sampling": sampling.model_dump()}, items,

@@ -69,8 +69,10 @@ def cuda() -> bool:
 
 def local_training() -> list[str]:
     # On a GPU a step takes ~0.1 s: checkpoints and curve points every few hundred steps, not every 10 / 100.
-    on_gpu = ["checkpoint_every=100", "eval_every=250"] if cuda() else []
-    return ["launcher=local", f"use_gpu={str(cuda()).lower()}", *on_gpu] if LOCAL else []
+    if not LOCAL:
+        return []
+    gpu = cuda()
+    return ["launcher=local", f"use_gpu={str(gpu).lower()}", *(["checkpoint_every=100", "eval_every=250"] if gpu else [])]
 
 
 def local_eval() -> list[str]:
@@ -88,10 +90,15 @@ def step_of(directory: Path | None) -> int:
     return -1 if directory is None else json.loads((directory / "position.json").read_text())["step"]
 
 
+def committed() -> Path | None:
+    """The committed checkpoint (checkpoints/default), if there is one."""
+    return COMMITTED if (COMMITTED / "trainer_state.pt").is_file() else None
+
+
 def resume_point() -> Path | None:
     """The checkpoint the run continues from: the newest local one, else the committed one."""
-    local, committed = newest(), COMMITTED if (COMMITTED / "trainer_state.pt").is_file() else None
-    return local if local is not None and step_of(local) >= step_of(committed) else committed
+    local, kept = newest(), committed()
+    return local if local is not None and step_of(local) >= step_of(kept) else kept
 
 
 def train(extra: list[str]) -> None:
@@ -106,9 +113,11 @@ def train(extra: list[str]) -> None:
 
 def snapshot() -> None:
     """Copy the newest checkpoint (and the curve so far) into checkpoints/default, atomically."""
-    source = newest()
-    if source is None or step_of(source) <= step_of(COMMITTED if (COMMITTED / "trainer_state.pt").is_file() else None):
-        print(f"checkpoints/default is already the newest checkpoint (step {step_of(COMMITTED)})")
+    source, kept = newest(), committed()
+    if source is None and kept is None:
+        raise SystemExit(f"no checkpoint under {RUN}")
+    if source is None or step_of(source) <= step_of(kept):  # e.g. a fresh clone's run that had nothing left to train
+        print(f"checkpoints/default is already the newest checkpoint (step {step_of(kept)})")
         return
     COMMITTED.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".default-", dir=COMMITTED.parent))

@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from gram_ray.data import atomic_writer, iter_jsonl, read_pairs
+from gram_ray.data import PairRow, atomic_writer, iter_jsonl, read_pairs
 from gram_ray.train.config import TrainConfig
 from gram_ray.train.stages import missing_field, stage
 
@@ -38,17 +40,16 @@ class TrainResult(BaseModel):
     checkpoint: str | None
 
 
-def prepare_data(cfg: TrainConfig) -> tuple[list[str], int]:
-    """Validate every file; return the files Ray Data should read and how many rows were skipped."""
-    files: list[str] = []
-    skipped_total = 0
+def validated_files(cfg: TrainConfig) -> Iterator[tuple[str, list[PairRow], int]]:
+    """Each data file with its usable rows and how many were skipped; a malformed row or one that lacks
+    a field the stage needs stops with its file and line (with ``skip_bad_rows``, malformed ones are
+    dropped and counted)."""
     for path in cfg.data:
         if not Path(path).is_file():
             raise FileNotFoundError(f"data: {path} does not exist")
         rows, skipped = read_pairs(path, skip_bad_rows=cfg.skip_bad_rows, limit=cfg.limit)
         for error in skipped:
             logger.warning("skipping %s", error)
-        skipped_total += len(skipped)
         if not rows:
             raise ValueError(f"data: {path} has no usable rows")
         for row in rows:
@@ -56,6 +57,15 @@ def prepare_data(cfg: TrainConfig) -> tuple[list[str], int]:
             if missing is not None:
                 raise ValueError(f"{path}:{row.line}: {missing}: missing (stage {cfg.stage} needs "
                                  f"{' and '.join(stage(cfg.stage).required)} on every row)")
+        yield str(path), rows, len(skipped)
+
+
+def prepare_data(cfg: TrainConfig) -> tuple[list[str], int]:
+    """Validate every file; return the files Ray Data should read and how many rows were skipped."""
+    files: list[str] = []
+    skipped_total = 0
+    for path, rows, skipped in validated_files(cfg):
+        skipped_total += skipped
         if skipped or cfg.limit is not None:
             # Ray Data reads exactly the rows that passed validation.
             keep = {r.line for r in rows}
@@ -66,7 +76,7 @@ def prepare_data(cfg: TrainConfig) -> tuple[list[str], int]:
                         f.write(json.dumps(obj, ensure_ascii=False) + "\n")
             files.append(str(clean))
         else:
-            files.append(str(path))
+            files.append(path)
     return files, skipped_total
 
 
@@ -160,20 +170,18 @@ def train_local(cfg: TrainConfig) -> TrainResult:
         raise ValueError("use_gpu: true but torch sees no CUDA device")
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(cfg.output_dir) / ".fail_injected").unlink(missing_ok=True)
-    files, skipped = prepare_data(cfg)
-    rows = []
-    for path in sorted(files, key=lambda f: str(Path(f).resolve())):
-        found, _ = read_pairs(path)
-        # The order a Ray run's workers sort their rows in (file, then id), so the data position means the same rows.
+    rows, skipped = [], 0
+    # The rows the validation read, in the order a Ray run's workers sort theirs (file, then id), so the
+    # data position means the same rows under either launcher.
+    for _, found, dropped in sorted(validated_files(cfg), key=lambda checked: str(Path(checked[0]).resolve())):
         rows += sorted(found, key=lambda r: (str(r.id) if r.id is not None else f"{r.line:012d}"))
+        skipped += dropped
     storage = Path(cfg.output_dir).resolve() / "ray" / "run"
     saved: list[Path] = []
 
     def report(metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         if checkpoint_dir is None:
             return
-        import shutil
-
         target = storage / f"checkpoint_local_{metrics['step']:07d}"
         tmp = storage / f".{target.name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
