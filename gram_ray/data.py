@@ -183,12 +183,14 @@ def is_heldout(prompt: Any, fraction: float, salt: str = "gram-ray") -> bool:
 
 def split_by_prompt(
     path: str | os.PathLike, train_out: str | os.PathLike, heldout_out: str | os.PathLike,
-    fraction: float, seed: int = 0,
+    fraction: float, seed: int = 0, salt: str = "gram-ray",
 ) -> tuple[int, int]:
     """Split a JSONL(.gz) file by prompt into train / held-out files (both written atomically).
 
     Rows keep their order in the train file; the held-out file is shuffled with ``seed`` so that
-    ``--limit N`` on it samples many prompts rather than the first few.
+    ``--limit N`` on it samples many prompts rather than the first few. Splitting a train split
+    again needs another ``salt``: with the same one, every prompt it holds hashes above the first
+    split's fraction.
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
@@ -196,7 +198,7 @@ def split_by_prompt(
     for line, row in iter_jsonl(path):
         if "prompt" not in row:
             raise DataError(path, line, "prompt", "missing")
-        (heldout if is_heldout(row["prompt"], fraction) else train).append(row)
+        (heldout if is_heldout(row["prompt"], fraction, salt) else train).append(row)
     random.Random(seed).shuffle(heldout)
     for out, rows in ((train_out, train), (heldout_out, heldout)):
         with atomic_writer(out) as f:

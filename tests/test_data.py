@@ -111,6 +111,16 @@ def test_split_by_prompt_keeps_each_prompt_on_one_side(tmp_path):
     assert is_heldout(turns, 0.5) == is_heldout(list(turns), 0.5)
 
 
+def test_splitting_a_train_split_again_needs_another_salt(tmp_path):
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"question {p}", "chosen": "x", "rejected": "y"}) + "\n" for p in range(300)))
+    split_by_prompt(src, tmp_path / "t.jsonl", tmp_path / "h.jsonl", 0.3)
+    # Same salt: every prompt left in the train split hashes above 0.3, so nothing is held out at 0.2.
+    assert split_by_prompt(tmp_path / "t.jsonl", tmp_path / "t2.jsonl", tmp_path / "s.jsonl", 0.2)[1] == 0
+    n_train, n_select = split_by_prompt(tmp_path / "t.jsonl", tmp_path / "t2.jsonl", tmp_path / "s.jsonl", 0.2, salt="select")
+    assert n_select > 0 and n_train + n_select == len((tmp_path / "t.jsonl").read_text().splitlines())
+
+
 def test_split_names_the_line_of_a_row_without_prompt(tmp_path):
     src = tmp_path / "bad.jsonl"
     src.write_text(json.dumps({"prompt": "q", "chosen": "a", "rejected": "b"}) + "\n" + json.dumps({"chosen": "a"}) + "\n")

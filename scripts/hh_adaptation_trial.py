@@ -1,0 +1,128 @@
+"""Harmlessness adaptation from the shipped `default`, decided by a bar written down before it ran.
+
+    python scripts/hh_adaptation_trial.py             # split, mix, train (resumable), evaluate, decide
+    python scripts/hh_adaptation_trial.py --no-train  # evaluate and decide from the trained adapter
+
+The shipped judge is at the length baseline on hh-harmless (issue 17). This continues it on the
+task-adaptation set the data README offers for that domain, mixed 2:1 with labeled pairs so that it
+keeps its in-domain skill. The hh-harmless *held-out* split (the reported rows) decides nothing:
+the decision uses a selection split carved out of hh-harmless's train split, by prompt, and the
+in-domain selection rows 500-799 of the labeled held-out split (the rows the default was chosen on).
+
+Results (each written atomically, skipped when it exists): runs/hh_adapt/final (the adapter),
+runs/hh_adapt/eval/<model>/<rows>/ (reports), runs/hh_adapt/decision.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gram_ray.data import atomic_writer, iter_jsonl, split_by_prompt  # noqa: E402
+
+GRAM_CLI = [sys.executable, "-m", "gram_ray.cli"]
+SPLITS = ROOT / "runs" / "data"
+RUN = ROOT / "runs" / "hh_adapt"
+DEFAULT = "gram_ray/models/default"
+HH_TRAIN, HH_SELECT, MIX = SPLITS / "hh_adapt_train.jsonl.gz", SPLITS / "hh_adapt_select.jsonl.gz", SPLITS / "hh_adapt_mix.jsonl.gz"
+LABELED_PER_HH = 0.5  # labeled pairs in the mix per hh-harmless pair
+TRAIN = [
+    f"model={DEFAULT}", f"data=[{MIX}]", f"output_dir={RUN}", "num_workers=1", "max_steps=80", "batch_size=8",
+    "grad_accum=1", "lr=5.0e-4", "warmup_ratio=0.05", "scheduler=cosine", "label_smoothing=0.1",
+    "max_prompt_tokens=256", "max_response_tokens=256", "checkpoint_every=10", "keep_checkpoints=2", "log_every=5",
+    "resume_from=latest",
+]
+# The bar, set before the run: ship only if the in-domain judge stays within the issue's bars and
+# hh-harmless moves clearly (raw probabilities, the budgets both were trained at).
+BAR = {
+    "selection_accuracy_min": 0.83,  # the default: 0.850 on these rows
+    "selection_flip_max": 0.12,  # the default: 0.083; the issue's bar is 0.12
+    "hh_select_over_length_baseline_min": 0.05,
+    "hh_select_over_default_min": 0.03,
+}
+# (name, data, offset, limit) of the rows each model is judged on
+ROWS = {
+    "selection": (SPLITS / "labeled_heldout.jsonl.gz", 500, 300),
+    "hh_select": (HH_SELECT, 0, None),
+}
+
+
+def run(cmd: list[str]) -> None:
+    print("+", " ".join(map(str, cmd)), flush=True)
+    subprocess.run(list(map(str, cmd)), check=True, cwd=ROOT)
+
+
+def make_data() -> None:
+    if not HH_SELECT.exists():
+        split_by_prompt(SPLITS / "hh_train.jsonl.gz", HH_TRAIN, HH_SELECT, 0.2, salt="hh-adapt-select")
+    if MIX.exists():
+        return
+    hh = [row for _, row in iter_jsonl(HH_TRAIN)]
+    # Labeled rows from the end of the train split (the default's 5,760 pairs came from a shuffle of all of it).
+    labeled = [row for _, row in iter_jsonl(SPLITS / "labeled_train.jsonl.gz")]
+    labeled = labeled[-int(len(hh) * LABELED_PER_HH):]
+    mix = hh + labeled
+    random.Random(0).shuffle(mix)
+    with atomic_writer(MIX) as f:
+        for row in mix:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"{MIX}: {len(hh)} hh-harmless + {len(labeled)} labeled rows")
+
+
+def evaluate(name: str, model: str, rows: str) -> dict:
+    data, offset, limit = ROWS[rows]
+    out = RUN / "eval" / name / rows
+    if not (out / "metrics.json").is_file():
+        run([*GRAM_CLI, "eval", data, "--model", model, "--out", out, "--offset", offset,
+             *(["--limit", limit] if limit else []), "--no-calibrated", "--max-prompt-tokens", 256,
+             "--max-response-tokens", 256])
+    return json.loads((out / "metrics.json").read_text())
+
+
+def decide() -> dict:
+    adapted = str(RUN / "final")
+    sel = evaluate("adapted", adapted, "selection")["pairs"]
+    hh_metrics = evaluate("adapted", adapted, "hh_select")
+    hh, length = hh_metrics["pairs"], hh_metrics["length_baseline"]["pairs"]["accuracy"]
+    hh_default = evaluate("default", DEFAULT, "hh_select")["pairs"]
+    checks = {
+        "selection_accuracy_min": sel["accuracy"] >= BAR["selection_accuracy_min"],
+        "selection_flip_max": sel["flip_rate"] <= BAR["selection_flip_max"],
+        "hh_select_over_length_baseline_min": hh["accuracy"] - length >= BAR["hh_select_over_length_baseline_min"],
+        "hh_select_over_default_min": hh["accuracy"] - hh_default["accuracy"] >= BAR["hh_select_over_default_min"],
+    }
+    decision = {
+        "bar": BAR, "checks": checks, "ship": all(checks.values()),
+        "selection": {k: sel[k] for k in ("n", "accuracy", "accuracy_ci95", "flip_rate", "ece")},
+        "hh_select": {"n": hh["n"], "adapted": hh["accuracy"], "adapted_flip": hh["flip_rate"],
+                      "default": hh_default["accuracy"], "default_flip": hh_default["flip_rate"], "length_baseline": length},
+        "train": TRAIN,
+    }
+    with atomic_writer(RUN / "decision.json") as f:
+        f.write(json.dumps(decision, indent=2) + "\n")
+    print(json.dumps(decision, indent=2))
+    return decision
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-train", action="store_true", help="evaluate and decide from runs/hh_adapt/final")
+    args = ap.parse_args()
+    make_data()
+    if not args.no_train and not (RUN / "final").exists():
+        cmd = [*GRAM_CLI, "train", ROOT / "train_configs" / "finetune.yaml"]
+        for item in TRAIN:
+            cmd += ["--set", item]
+        run(cmd)
+    decide()
+
+
+if __name__ == "__main__":
+    main()
