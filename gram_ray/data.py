@@ -32,9 +32,14 @@ class DataError(ValueError):
     """A malformed input row: ``path:line: field: problem``."""
 
     def __init__(self, path: str | os.PathLike, line: int, field_name: str | None, problem: str):
-        self.path, self.line, self.field = str(path), line, field_name
+        self.path, self.line, self.field, self.problem = str(path), line, field_name, problem
         where = f"{path}:{line}"
         super().__init__(f"{where}: {field_name}: {problem}" if field_name else f"{where}: {problem}")
+
+    def __reduce__(self):
+        # Raised in Ray workers and actors: unpickling must rebuild it, or the caller gets a
+        # deserialization error in place of the line and field.
+        return type(self), (self.path, self.line, self.field, self.problem)
 
 
 @dataclass(frozen=True)

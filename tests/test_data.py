@@ -52,6 +52,15 @@ def test_malformed_rows_name_file_line_and_field(tmp_path, row, field):
     assert str(info.value).startswith(f"{path}:3: {field}:")
 
 
+def test_data_error_survives_pickling():
+    # Ray ships a worker's exception to the driver by pickling it.
+    import pickle
+
+    err = pickle.loads(pickle.dumps(DataError("pairs.jsonl", 7, "chosen", "expected a string, got NoneType")))
+    assert isinstance(err, DataError) and (err.path, err.line, err.field) == ("pairs.jsonl", 7, "chosen")
+    assert str(err) == "pairs.jsonl:7: chosen: expected a string, got NoneType"
+
+
 def test_invalid_json_names_the_line(tmp_path):
     path = write_lines(tmp_path / "bad.jsonl", ['{"prompt": "q", "response_a": "a", "response_b": "b"}', "{oops", "[1]"])
     with pytest.raises(DataError, match=r"bad.jsonl:2: invalid JSON"):

@@ -110,11 +110,14 @@ def test_adapt_on_chosen_rejected_rows_and_bt_baseline(ray_cluster, tmp_path, ti
 
     from gram_ray.train.run import train
 
-    adapt = slice_rows("adapt_hh_harmless.jsonl.gz", 16, tmp_path)
+    # Task adaptation mixes chosen/rejected rows with labeled pairs in one file (Arrow gives each row
+    # the other schema's columns as nulls; they must not shadow the row's own fields).
+    labeled = slice_rows("train_labeled.jsonl.gz", 24, tmp_path)
+    adapt = tmp_path / "adapt_mix.jsonl"
+    adapt.write_text(slice_rows("adapt_hh_harmless.jsonl.gz", 16, tmp_path).read_text() + "".join(labeled.read_text().splitlines(True)[:8]))
     # The workers take every CPU of the cluster (2 x 2 of 4): reading the data must not starve.
     result = train(config(tmp_path / "adapt", tiny_model_dir, adapt, max_steps=2, checkpoint_every=2, resources_per_worker={"CPU": 2}))
     assert result.metrics["steps"] == 2
-    labeled = slice_rows("train_labeled.jsonl.gz", 24, tmp_path)
     bt = train(config(tmp_path / "bt", tiny_model_dir, labeled, stage="bt"))
     assert bt.metrics["final_loss"] < bt.metrics["first_loss"]
     base = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=1)

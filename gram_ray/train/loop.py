@@ -144,8 +144,15 @@ def _order_key(record: dict[str, Any]) -> tuple[str, str]:
 
 def load_rows(dataset_shard: Any) -> list[Any]:
     """All rows of the Ray Data iterator, parsed, in a deterministic order (the rows were validated
-    with their line numbers on the driver, so parsing cannot fail here)."""
-    records = sorted(({k: _plain(v) for k, v in r.items()} for r in dataset_shard.iter_rows()), key=_order_key)
+    with their line numbers on the driver, so parsing cannot fail here).
+
+    Arrow gives every row of a block every column, null where the row lacks it (a file mixing
+    chosen/rejected rows with response_a/response_b rows): nulls are dropped so that each row reads
+    as it was written.
+    """
+    records = sorted(
+        ({k: _plain(v) for k, v in r.items() if v is not None} for r in dataset_shard.iter_rows()), key=_order_key
+    )
     return [parse_pair_row(r, r.get("path", "data"), 0) for r in records]
 
 
