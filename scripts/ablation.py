@@ -3,6 +3,7 @@
     python scripts/ablation.py                 # splits, every variant, every evaluation, the table
     python scripts/ablation.py --variants gram --no-eval
     python scripts/ablation.py --no-train --no-eval   # only the table, from finished results
+    python scripts/ablation.py --local --variants bt_baseline   # a lone GPU box without Ray (as train_default.py --local)
 
 Every step writes its result atomically and is skipped when that result exists, so an interrupted
 run resumes where it stopped. The variants share one backbone (SmolLM2-135M) and one budget
@@ -97,6 +98,18 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
+def cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def local_training(local: bool) -> list[str]:
+    """--local: the training loop in the `gram-ray train` process (launcher: local), on CUDA when
+    there is one: the same loop, budget and data order as under Ray Train."""
+    return ["launcher=local", f"use_gpu={str(cuda()).lower()}"] if local else []
+
+
 def make_splits() -> None:
     """Held-out splits by prompt: 5% of train_labeled's prompts, 30% of adapt_hh_harmless's."""
     for source, name, fraction in (("train_labeled", "labeled", 0.05), ("adapt_hh_harmless", "hh", 0.3)):
@@ -114,11 +127,12 @@ def trained(v: Variant) -> Path | None:
     return None
 
 
-def train_variant(v: Variant) -> None:
+def train_variant(v: Variant, local: bool = False) -> None:
     if v.config is None or trained(v):
         return
     cmd = [*GRAM_CLI, "train", v.config]
-    for item in [f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", *BUDGET, f"output_dir=runs/ablation/{v.name}", *v.overrides]:
+    for item in [f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", *BUDGET, f"output_dir=runs/ablation/{v.name}", *v.overrides,
+                 *local_training(local)]:
         cmd += ["--set", item]
     # Seconds add up over segments: an interrupted variant resumes from its checkpoint (resume_from=latest),
     # and its training time is every segment's, not the last one's. A SIGKILL loses its segment's time.
@@ -167,11 +181,15 @@ def archive() -> None:
                     shutil.copyfile(src / name, dst / name)
 
 
-def evaluate_variant(v: Variant) -> None:
+def evaluate_variant(v: Variant, local: bool = False) -> None:
+    """Every benchmark not finished yet. --local: scored in this process (no Ray), in fp32 as the
+    CPU rows were, so figures from either machine share one table."""
     from gram_ray.eval.run import EvalConfig, evaluate
     from gram_ray.scorer import ScorerConfig
 
     model = str(trained(v) or v.model)
+    where = {"num_actors": 0} if local else {}
+    dtype = "float32" if local else "auto"
     for b in BENCHMARKS:
         out = RUNS / "eval" / v.name / b.name
         if finished(v.name, b.name):
@@ -179,7 +197,8 @@ def evaluate_variant(v: Variant) -> None:
         print(f"+ gram-ray eval {b.path} --model {model} --out {out} --limit {b.limit} --max-prompt-tokens "
               f"{EVAL_TOKENS['max_prompt_tokens']} --max-response-tokens {EVAL_TOKENS['max_response_tokens']}", flush=True)
         started = time.time()
-        evaluate(EvalConfig(data=b.path, out=out, limit=b.limit, scorer=ScorerConfig(model=model, **EVAL_TOKENS)))
+        evaluate(EvalConfig(data=b.path, out=out, limit=b.limit, scorer=ScorerConfig(model=model, dtype=dtype, **EVAL_TOKENS),
+                            **where))
         print(f"  {b.name}: {time.time() - started:.0f} s", flush=True)
 
 
@@ -311,15 +330,17 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=RUN_ORDER, choices=RUN_ORDER, help="run in this order")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--no-eval", action="store_true")
+    parser.add_argument("--local", action="store_true",
+                        help="without Ray: train with launcher=local (CUDA when present) and score in this process, fp32")
     args = parser.parse_args()
 
     make_splits()
     by_name = {v.name: v for v in VARIANTS}
     for name in args.variants:  # train then evaluate each variant, so partial runs give whole rows
         if not args.no_train:
-            train_variant(by_name[name])
+            train_variant(by_name[name], args.local)
         if not args.no_eval:
-            evaluate_variant(by_name[name])
+            evaluate_variant(by_name[name], args.local)
     archive()
     results = collect()
     publish(ARCHIVE, results, table(results) + paired_differences())

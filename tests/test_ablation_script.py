@@ -47,3 +47,25 @@ def test_write_table_into_replaces_only_between_markers(tmp_path):
     doc.write_text(f"intro\n{ablation.TABLE_START}\nold table\n{ablation.TABLE_END}\noutro\n")
     ablation.write_table_into(doc, "new table\n")
     assert doc.read_text() == f"intro\n{ablation.TABLE_START}\nnew table\n{ablation.TABLE_END}\noutro\n"
+
+
+@pytest.mark.parametrize("local", [False, True])
+def test_local_trains_and_scores_without_ray(tmp_path, monkeypatch, local):
+    # --local: launcher=local for training and in-process fp32 scoring; without it, Ray as before.
+    import gram_ray.eval.run
+
+    monkeypatch.setattr(ablation, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(ablation, "ARCHIVE", tmp_path / "archive")
+    monkeypatch.setattr(ablation, "TRAINED", tmp_path / "trained")
+    monkeypatch.setattr(ablation, "cuda", lambda: False)
+    commands, configs = [], []
+    monkeypatch.setattr(ablation, "run", commands.append)
+    monkeypatch.setattr(gram_ray.eval.run, "evaluate", configs.append)
+    variant = ablation.Variant("v", "test", str(tmp_path / "none"), "train_configs/finetune.yaml", ["model=smollm2-135m"])
+    ablation.train_variant(variant, local)
+    ablation.evaluate_variant(variant, local)
+    (cmd,) = commands
+    assert ("launcher=local" in cmd and "use_gpu=false" in cmd) == local
+    assert "max_steps=60" in cmd and "model=smollm2-135m" in cmd
+    assert len(configs) == len(ablation.BENCHMARKS)
+    assert all((c.num_actors == 0) == local and c.scorer.dtype == ("float32" if local else "auto") for c in configs)
