@@ -136,7 +136,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 def cmd_split(args: argparse.Namespace) -> None:
     from gram_ray.data import split_by_prompt
 
-    n_train, n_heldout = split_by_prompt(args.data, args.train_out, args.heldout_out, args.heldout_fraction, args.seed)
+    n_train, n_heldout = split_by_prompt(args.data, args.train_out, args.heldout_out, args.heldout_fraction, args.seed, args.salt)
     _print({"train": n_train, "heldout": n_heldout, "train_out": args.train_out, "heldout_out": args.heldout_out})
 
 
@@ -292,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout-out", required=True)
     p.add_argument("--heldout-fraction", type=float, default=0.05, help="share of prompts held out (by a hash of the prompt)")
     p.add_argument("--seed", type=int, default=0, help="shuffles the held-out rows (so --limit samples many prompts)")
+    p.add_argument("--salt", default="gram-ray",
+                   help="mixed into the prompt hash; splitting a train split again needs another salt")
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("train", help="run a Ray Train job from train_configs/*.yaml")

@@ -128,6 +128,12 @@ def test_splitting_a_train_split_again_needs_another_salt(tmp_path):
     assert split_by_prompt(tmp_path / "t.jsonl", tmp_path / "t2.jsonl", tmp_path / "s.jsonl", 0.2)[1] == 0
     n_train, n_select = split_by_prompt(tmp_path / "t.jsonl", tmp_path / "t2.jsonl", tmp_path / "s.jsonl", 0.2, salt="select")
     assert n_select > 0 and n_train + n_select == len((tmp_path / "t.jsonl").read_text().splitlines())
+    # The CLI's --salt gives the same split.
+    from gram_ray.cli import main
+
+    assert main(["split", str(tmp_path / "t.jsonl"), "--train-out", str(tmp_path / "c.jsonl"), "--heldout-out",
+                 str(tmp_path / "cs.jsonl"), "--heldout-fraction", "0.2", "--salt", "select"]) == 0
+    assert (tmp_path / "cs.jsonl").read_text() == (tmp_path / "s.jsonl").read_text()
 
 
 def test_split_names_the_line_of_a_row_without_prompt(tmp_path):
