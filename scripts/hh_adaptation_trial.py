@@ -18,17 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gram_ray.data import atomic_writer, iter_jsonl, split_by_prompt  # noqa: E402
+from scripts.ablation import GRAM_CLI, ROOT, SPLITS, make_splits, run  # noqa: E402
 
-GRAM_CLI = [sys.executable, "-m", "gram_ray.cli"]
-SPLITS = ROOT / "runs" / "data"
 RUN = ROOT / "runs" / "hh_adapt"
 DEFAULT = "gram_ray/models/default"
 HH_TRAIN, HH_SELECT, MIX = SPLITS / "hh_adapt_train.jsonl.gz", SPLITS / "hh_adapt_select.jsonl.gz", SPLITS / "hh_adapt_mix.jsonl.gz"
@@ -54,12 +51,8 @@ ROWS = {
 }
 
 
-def run(cmd: list[str]) -> None:
-    print("+", " ".join(map(str, cmd)), flush=True)
-    subprocess.run(list(map(str, cmd)), check=True, cwd=ROOT)
-
-
 def make_data() -> None:
+    make_splits()  # hh_train / labeled_train and their held-out splits, as the ablation makes them
     if not HH_SELECT.exists():
         split_by_prompt(SPLITS / "hh_train.jsonl.gz", HH_TRAIN, HH_SELECT, 0.2, salt="hh-adapt-select")
     if MIX.exists():
@@ -80,9 +73,9 @@ def evaluate(name: str, model: str, rows: str) -> dict:
     data, offset, limit = ROWS[rows]
     out = RUN / "eval" / name / rows
     if not (out / "metrics.json").is_file():
-        run([*GRAM_CLI, "eval", data, "--model", model, "--out", out, "--offset", offset,
-             *(["--limit", limit] if limit else []), "--no-calibrated", "--max-prompt-tokens", 256,
-             "--max-response-tokens", 256])
+        run([*GRAM_CLI, "eval", str(data), "--model", model, "--out", str(out), "--offset", str(offset),
+             *(["--limit", str(limit)] if limit else []), "--no-calibrated", "--max-prompt-tokens", "256",
+             "--max-response-tokens", "256"])
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -117,7 +110,7 @@ def main() -> None:
     args = ap.parse_args()
     make_data()
     if not args.no_train and not (RUN / "final").exists():
-        cmd = [*GRAM_CLI, "train", ROOT / "train_configs" / "finetune.yaml"]
+        cmd = [*GRAM_CLI, "train", str(ROOT / "train_configs" / "finetune.yaml")]
         for item in TRAIN:
             cmd += ["--set", item]
         run(cmd)

@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.ablation import DATA, GRAM_CLI, SPLITS, STAGE1, make_splits, write_table_into  # noqa: E402
+from scripts.ablation import DATA, GRAM_CLI, SPLITS, STAGE1, cuda, make_splits, write_table_into  # noqa: E402
 
 RUN = ROOT / "runs" / "default"
 COMMITTED = ROOT / "checkpoints" / "default"
@@ -59,12 +59,6 @@ RECIPE = [
 # --local: no Ray anywhere (a lone GPU machine whose image has torch, transformers and peft): the
 # training loop in this process (on CUDA when there is one), evaluation in this process too.
 LOCAL = False
-
-
-def cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def local_training() -> list[str]:
