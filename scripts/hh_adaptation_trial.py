@@ -1,7 +1,8 @@
 """Harmlessness adaptation from the shipped `default`, decided by a bar written down before it ran.
 
-    python scripts/hh_adaptation_trial.py             # split, mix, train (resumable), evaluate, decide
-    python scripts/hh_adaptation_trial.py --no-train  # evaluate and decide from the trained adapter
+    python scripts/hh_adaptation_trial.py                        # split, mix, train (resumable), evaluate, decide
+    python scripts/hh_adaptation_trial.py --trial hh_adapt_gentle  # the second trial (see TRIALS)
+    python scripts/hh_adaptation_trial.py --no-train             # evaluate and decide from the trained adapter
 
 The shipped judge is at the length baseline on hh-harmless (issue 17). This continues it on the
 task-adaptation set the data README offers for that domain, mixed 2:1 with labeled pairs so that it
@@ -9,8 +10,9 @@ keeps its in-domain skill. The hh-harmless *held-out* split (the reported rows) 
 the decision uses a selection split carved out of hh-harmless's train split, by prompt, and the
 in-domain selection rows 500-799 of the labeled held-out split (the rows the default was chosen on).
 
-Results (each written atomically, skipped when it exists): runs/hh_adapt/final (the adapter),
-runs/hh_adapt/eval/<model>/<rows>/ (reports), runs/hh_adapt/decision.json.
+Results (each written atomically, skipped when it exists): runs/<trial>/final (the adapter),
+runs/<trial>/eval/<model>/<rows>/ (reports), runs/<trial>/decision.json. Both trials are judged by
+the same BAR; the default's own evaluation on the hh selection split is shared between them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,16 +29,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gram_ray.data import atomic_writer, iter_jsonl, split_by_prompt  # noqa: E402
 from scripts.ablation import GRAM_CLI, ROOT, SPLITS, make_splits, run  # noqa: E402
 
-RUN = ROOT / "runs" / "hh_adapt"
 DEFAULT = "gram_ray/models/default"
-HH_TRAIN, HH_SELECT, MIX = SPLITS / "hh_adapt_train.jsonl.gz", SPLITS / "hh_adapt_select.jsonl.gz", SPLITS / "hh_adapt_mix.jsonl.gz"
-LABELED_PER_HH = 0.5  # labeled pairs in the mix per hh-harmless pair
-TRAIN = [
-    f"model={DEFAULT}", f"data=[{MIX}]", f"output_dir={RUN}", "num_workers=1", "max_steps=80", "batch_size=8",
-    "grad_accum=1", "lr=5.0e-4", "warmup_ratio=0.05", "scheduler=cosine", "label_smoothing=0.1",
-    "max_prompt_tokens=256", "max_response_tokens=256", "checkpoint_every=10", "keep_checkpoints=2", "log_every=5",
-    "resume_from=latest",
-]
+HH_TRAIN, HH_SELECT = SPLITS / "hh_adapt_train.jsonl.gz", SPLITS / "hh_adapt_select.jsonl.gz"
+
+
+@dataclass(frozen=True)
+class Trial:
+    labeled_per_hh: float  # labeled pairs in the mix per hh-harmless pair
+    lr: float
+
+
+TRIALS = {
+    # 2026-11-26: rejected (hh selection +0.143, but in-domain flips 0.083 -> 0.280).
+    "hh_adapt": Trial(labeled_per_hh=0.5, lr=5.0e-4),
+    # Set after that result and before this one ran: a gentler step (lr 2.5x lower) on a mix that is
+    # two-thirds in-domain, so that the judge keeps its order consistency; hh-harmless is then about a
+    # third of the 640 pairs seen (~213, against ~427 in the first trial).
+    "hh_adapt_gentle": Trial(labeled_per_hh=2.0, lr=2.0e-4),
+}
+
+
+def run_dir(name: str) -> Path:
+    return ROOT / "runs" / name
+
+
+def mix_path(name: str) -> Path:
+    return SPLITS / f"{name}_mix.jsonl.gz"
+
+
+def train_overrides(name: str) -> list[str]:
+    return [
+        f"model={DEFAULT}", f"data=[{mix_path(name)}]", f"output_dir={run_dir(name)}", "num_workers=1", "max_steps=80",
+        "batch_size=8", "grad_accum=1", f"lr={TRIALS[name].lr}", "warmup_ratio=0.05", "scheduler=cosine",
+        "label_smoothing=0.1", "max_prompt_tokens=256", "max_response_tokens=256", "checkpoint_every=10",
+        "keep_checkpoints=2", "log_every=5", "resume_from=latest",
+    ]
+
+
 # The bar, set before the run: ship only if the in-domain judge stays within the issue's bars and
 # hh-harmless moves clearly (raw probabilities, the budgets both were trained at).
 BAR = {
@@ -51,27 +81,28 @@ ROWS = {
 }
 
 
-def make_data() -> None:
+def make_data(name: str) -> None:
     make_splits()  # hh_train / labeled_train and their held-out splits, as the ablation makes them
     if not HH_SELECT.exists():
         split_by_prompt(SPLITS / "hh_train.jsonl.gz", HH_TRAIN, HH_SELECT, 0.2, salt="hh-adapt-select")
-    if MIX.exists():
+    mix_file = mix_path(name)
+    if mix_file.exists():
         return
     hh = [row for _, row in iter_jsonl(HH_TRAIN)]
     # Labeled rows from the end of the train split (the default's 5,760 pairs came from a shuffle of all of it).
     labeled = [row for _, row in iter_jsonl(SPLITS / "labeled_train.jsonl.gz")]
-    labeled = labeled[-int(len(hh) * LABELED_PER_HH):]
+    labeled = labeled[-int(len(hh) * TRIALS[name].labeled_per_hh):]
     mix = hh + labeled
     random.Random(0).shuffle(mix)
-    with atomic_writer(MIX) as f:
+    with atomic_writer(mix_file) as f:
         for row in mix:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"{MIX}: {len(hh)} hh-harmless + {len(labeled)} labeled rows")
+    print(f"{mix_file}: {len(hh)} hh-harmless + {len(labeled)} labeled rows")
 
 
-def evaluate(name: str, model: str, rows: str) -> dict:
+def evaluate(run: Path, name: str, model: str, rows: str) -> dict:
     data, offset, limit = ROWS[rows]
-    out = RUN / "eval" / name / rows
+    out = run / "eval" / name / rows
     if not (out / "metrics.json").is_file():
         run([*GRAM_CLI, "eval", str(data), "--model", model, "--out", str(out), "--offset", str(offset),
              *(["--limit", str(limit)] if limit else []), "--no-calibrated", "--max-prompt-tokens", "256",
@@ -79,12 +110,13 @@ def evaluate(name: str, model: str, rows: str) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
-def decide() -> dict:
-    adapted = str(RUN / "final")
-    sel = evaluate("adapted", adapted, "selection")["pairs"]
-    hh_metrics = evaluate("adapted", adapted, "hh_select")
+def decide(name: str) -> dict:
+    run = run_dir(name)
+    adapted = str(run / "final")
+    sel = evaluate(run, "adapted", adapted, "selection")["pairs"]
+    hh_metrics = evaluate(run, "adapted", adapted, "hh_select")
     hh, length = hh_metrics["pairs"], hh_metrics["length_baseline"]["pairs"]["accuracy"]
-    hh_default = evaluate("default", DEFAULT, "hh_select")["pairs"]
+    hh_default = evaluate(run_dir("hh_adapt"), "default", DEFAULT, "hh_select")["pairs"]
     checks = {
         "selection_accuracy_min": sel["accuracy"] >= BAR["selection_accuracy_min"],
         "selection_flip_max": sel["flip_rate"] <= BAR["selection_flip_max"],
@@ -96,9 +128,9 @@ def decide() -> dict:
         "selection": {k: sel[k] for k in ("n", "accuracy", "accuracy_ci95", "flip_rate", "ece")},
         "hh_select": {"n": hh["n"], "adapted": hh["accuracy"], "adapted_flip": hh["flip_rate"],
                       "default": hh_default["accuracy"], "default_flip": hh_default["flip_rate"], "length_baseline": length},
-        "train": TRAIN,
+        "trial": name, "train": train_overrides(name),
     }
-    with atomic_writer(RUN / "decision.json") as f:
+    with atomic_writer(run / "decision.json") as f:
         f.write(json.dumps(decision, indent=2) + "\n")
     print(json.dumps(decision, indent=2))
     return decision
@@ -106,15 +138,16 @@ def decide() -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--no-train", action="store_true", help="evaluate and decide from runs/hh_adapt/final")
+    ap.add_argument("--trial", choices=sorted(TRIALS), default="hh_adapt", help="which trial (see TRIALS)")
+    ap.add_argument("--no-train", action="store_true", help="evaluate and decide from runs/<trial>/final")
     args = ap.parse_args()
-    make_data()
-    if not args.no_train and not (RUN / "final").exists():
+    make_data(args.trial)
+    if not args.no_train and not (run_dir(args.trial) / "final").exists():
         cmd = [*GRAM_CLI, "train", str(ROOT / "train_configs" / "finetune.yaml")]
-        for item in TRAIN:
+        for item in train_overrides(args.trial):
             cmd += ["--set", item]
         run(cmd)
-    decide()
+    decide(args.trial)
 
 
 if __name__ == "__main__":
