@@ -110,6 +110,12 @@ def local_training(local: bool) -> list[str]:
     return ["launcher=local", f"use_gpu={str(cuda()).lower()}"] if local else []
 
 
+def local_eval_flags() -> list[str]:
+    """`gram-ray eval` flags for --local: score in this process, in fp32 as the CPU service scores
+    (on CUDA `dtype: auto` would be bf16)."""
+    return ["--num-actors", "0", *(["--dtype", "float32"] if cuda() else [])]
+
+
 def make_splits() -> None:
     """Held-out splits by prompt: 5% of train_labeled's prompts, 30% of adapt_hh_harmless's."""
     for source, name, fraction in (("train_labeled", "labeled", 0.05), ("adapt_hh_harmless", "hh", 0.3)):

@@ -3,6 +3,8 @@
     python scripts/hh_adaptation_trial.py                        # split, mix, train (resumable), evaluate, decide
     python scripts/hh_adaptation_trial.py --trial hh_adapt_gentle  # the second trial (see TRIALS)
     python scripts/hh_adaptation_trial.py --no-train             # evaluate and decide from the trained adapter
+    python scripts/hh_adaptation_trial.py --trial hh_from_stage1 --local  # on a lone GPU machine, no Ray
+                                                                 # (scripts/lone_gpu_default.sh trial)
 
 The shipped judge is at the length baseline on hh-harmless (issue 17). This continues it on the
 task-adaptation set the data README offers for that domain, mixed 2:1 with labeled pairs so that it
@@ -27,7 +29,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gram_ray.data import atomic_writer, iter_jsonl, split_by_prompt  # noqa: E402
-from scripts.ablation import GRAM_CLI, ROOT, SPLITS, make_splits, run  # noqa: E402
+from scripts.ablation import (  # noqa: E402
+    GRAM_CLI,
+    ROOT,
+    SPLITS,
+    STAGE1,
+    cuda,
+    local_eval_flags,
+    local_training,
+    make_splits,
+    run,
+)
 
 DEFAULT = "gram_ray/models/default"
 HH_TRAIN, HH_SELECT = SPLITS / "hh_adapt_train.jsonl.gz", SPLITS / "hh_adapt_select.jsonl.gz"
@@ -35,8 +47,12 @@ HH_TRAIN, HH_SELECT = SPLITS / "hh_adapt_train.jsonl.gz", SPLITS / "hh_adapt_sel
 
 @dataclass(frozen=True)
 class Trial:
-    labeled_per_hh: float  # labeled pairs in the mix per hh-harmless pair
+    labeled_per_hh: float  # labeled pairs in the mix per hh-harmless pair (copies counted)
     lr: float
+    start: str = DEFAULT  # the adapter training continues from
+    steps: int = 80  # of 8 pairs, each in both orders
+    warmup_ratio: float = 0.05
+    hh_copies: int = 1  # each hh-harmless adaptation row this many times in the mix
 
 
 TRIALS = {
@@ -46,6 +62,11 @@ TRIALS = {
     # two-thirds in-domain, so that the judge keeps its order consistency; hh-harmless is then about a
     # third of the 640 pairs seen (~213, against ~427 in the first trial).
     "hh_adapt_gentle": Trial(labeled_per_hh=2.0, lr=2.0e-4),
+    # The shipped default's own recipe (stage 2 from the stage-1 adapter, 720 steps, lr 1e-3, 3%
+    # warm-up) with the adaptation rows in the data from the start rather than after the fact: each hh
+    # row twice (1,122) among 4,488 labeled rows, a fifth of the 5,610-row mix. ~4 min on one H100;
+    # ~8 h on the 2-core CPU (resumable: resume_from=latest).
+    "hh_from_stage1": Trial(labeled_per_hh=4.0, lr=1.0e-3, start=STAGE1, steps=720, warmup_ratio=0.03, hh_copies=2),
 }
 
 
@@ -57,12 +78,16 @@ def mix_path(name: str) -> Path:
     return SPLITS / f"{name}_mix.jsonl.gz"
 
 
-def train_overrides(name: str) -> list[str]:
+def train_overrides(name: str, local: bool = False) -> list[str]:
+    t = TRIALS[name]
+    # On a GPU a step takes ~0.3 s: a checkpoint every 10 steps would cost more than the steps.
+    checkpoint_every = 100 if local and cuda() else 10
     return [
-        f"model={DEFAULT}", f"data=[{mix_path(name)}]", f"output_dir={run_dir(name)}", "num_workers=1", "max_steps=80",
-        "batch_size=8", "grad_accum=1", f"lr={TRIALS[name].lr}", "warmup_ratio=0.05", "scheduler=cosine",
-        "label_smoothing=0.1", "max_prompt_tokens=256", "max_response_tokens=256", "checkpoint_every=10",
-        "keep_checkpoints=2", "log_every=5", "resume_from=latest",
+        f"model={t.start}", f"data=[{mix_path(name)}]", f"output_dir={run_dir(name)}", "num_workers=1",
+        f"max_steps={t.steps}", "batch_size=8", "grad_accum=1", f"lr={t.lr}", f"warmup_ratio={t.warmup_ratio}",
+        "scheduler=cosine", "label_smoothing=0.1", "max_prompt_tokens=256", "max_response_tokens=256",
+        f"checkpoint_every={checkpoint_every}", "keep_checkpoints=2", "log_every=5", "resume_from=latest",
+        *local_training(local),
     ]
 
 
@@ -88,7 +113,7 @@ def make_data(name: str) -> None:
     mix_file = mix_path(name)
     if mix_file.exists():
         return
-    hh = [row for _, row in iter_jsonl(HH_TRAIN)]
+    hh = [row for _, row in iter_jsonl(HH_TRAIN)] * TRIALS[name].hh_copies
     # Labeled rows from the end of the train split (the default's 5,760 pairs came from a shuffle of all of it).
     labeled = [row for _, row in iter_jsonl(SPLITS / "labeled_train.jsonl.gz")]
     labeled = labeled[-int(len(hh) * TRIALS[name].labeled_per_hh):]
@@ -100,23 +125,23 @@ def make_data(name: str) -> None:
     print(f"{mix_file}: {len(hh)} hh-harmless + {len(labeled)} labeled rows")
 
 
-def evaluate(run: Path, name: str, model: str, rows: str) -> dict:
+def evaluate(trial_dir: Path, name: str, model: str, rows: str, local: bool = False) -> dict:
     data, offset, limit = ROWS[rows]
-    out = run / "eval" / name / rows
+    out = trial_dir / "eval" / name / rows
     if not (out / "metrics.json").is_file():
         run([*GRAM_CLI, "eval", str(data), "--model", model, "--out", str(out), "--offset", str(offset),
              *(["--limit", str(limit)] if limit else []), "--no-calibrated", "--max-prompt-tokens", "256",
-             "--max-response-tokens", "256"])
+             "--max-response-tokens", "256", *(local_eval_flags() if local else [])])
     return json.loads((out / "metrics.json").read_text())
 
 
-def decide(name: str) -> dict:
-    run = run_dir(name)
-    adapted = str(run / "final")
-    sel = evaluate(run, "adapted", adapted, "selection")["pairs"]
-    hh_metrics = evaluate(run, "adapted", adapted, "hh_select")
+def decide(name: str, local: bool = False) -> dict:
+    trial_dir = run_dir(name)
+    adapted = str(trial_dir / "final")
+    sel = evaluate(trial_dir, "adapted", adapted, "selection", local)["pairs"]
+    hh_metrics = evaluate(trial_dir, "adapted", adapted, "hh_select", local)
     hh, length = hh_metrics["pairs"], hh_metrics["length_baseline"]["pairs"]["accuracy"]
-    hh_default = evaluate(run_dir("hh_adapt"), "default", DEFAULT, "hh_select")["pairs"]
+    hh_default = evaluate(run_dir("hh_adapt"), "default", DEFAULT, "hh_select", local)["pairs"]
     checks = {
         "selection_accuracy_min": sel["accuracy"] >= BAR["selection_accuracy_min"],
         "selection_flip_max": sel["flip_rate"] <= BAR["selection_flip_max"],
@@ -128,9 +153,9 @@ def decide(name: str) -> dict:
         "selection": {k: sel[k] for k in ("n", "accuracy", "accuracy_ci95", "flip_rate", "ece")},
         "hh_select": {"n": hh["n"], "adapted": hh["accuracy"], "adapted_flip": hh["flip_rate"],
                       "default": hh_default["accuracy"], "default_flip": hh_default["flip_rate"], "length_baseline": length},
-        "trial": name, "train": train_overrides(name),
+        "trial": name, "train": train_overrides(name, local),
     }
-    with atomic_writer(run / "decision.json") as f:
+    with atomic_writer(trial_dir / "decision.json") as f:
         f.write(json.dumps(decision, indent=2) + "\n")
     print(json.dumps(decision, indent=2))
     return decision
@@ -140,14 +165,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trial", choices=sorted(TRIALS), default="hh_adapt", help="which trial (see TRIALS)")
     ap.add_argument("--no-train", action="store_true", help="evaluate and decide from runs/<trial>/final")
+    ap.add_argument("--local", action="store_true",
+                    help="no Ray: train with launcher=local (CUDA when present) and score in this process in fp32")
     args = ap.parse_args()
     make_data(args.trial)
     if not args.no_train and not (run_dir(args.trial) / "final").exists():
         cmd = [*GRAM_CLI, "train", str(ROOT / "train_configs" / "finetune.yaml")]
-        for item in train_overrides(args.trial):
+        for item in train_overrides(args.trial, args.local):
             cmd += ["--set", item]
         run(cmd)
-    decide(args.trial)
+    decide(args.trial, args.local)
 
 
 if __name__ == "__main__":

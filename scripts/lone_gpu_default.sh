@@ -5,6 +5,7 @@
 #   bash scripts/lone_gpu_default.sh payload        # here (network): wheels, data splits, dev sets -> .dev/payload.tar
 #   # copy the checkout (checkpoints/ is not needed) and .dev/payload.tar to the GPU machine, then there:
 #   STEPS=720 bash scripts/lone_gpu_default.sh run  # install, then train, snapshot, publish, calibrate, report, evaluate
+#   TRIAL=hh_from_stage1 bash scripts/lone_gpu_default.sh trial  # install, then scripts/hh_adaptation_trial.py --local
 #
 # `run` leaves what to bring back in $OUT (default /tmp/out): checkpoint.tar.gz (checkpoints/default,
 # ~14 MB: commit it) and results.tar.gz (the adapter with its calibration, the evaluations, the
@@ -33,10 +34,8 @@ payload() {
   ls -la .dev/payload.tar
 }
 
-run() {
-  local out=${OUT:-/tmp/out} steps=${STEPS:-720} t0
-  t0=$(date +%s)
-  mkdir -p "$out" /tmp/payload
+install() {
+  mkdir -p /tmp/payload
   tar xf .dev/payload.tar -C /tmp/payload || exit 3
   if [ -z "${SKIP_INSTALL:-}" ]; then  # SKIP_INSTALL=1: this Python already has the packages (a rehearsal on a CPU)
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site /tmp/payload/whl/*.whl || exit 4
@@ -45,6 +44,13 @@ run() {
   export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
   mkdir -p runs/data ../shared/data && cp /tmp/payload/data/* runs/data/ && cp /tmp/payload/shared_data/* ../shared/data/
   $PY -m gram_ray.cli model prepare smollm2-135m > /dev/null || exit 5
+}
+
+run() {
+  local out=${OUT:-/tmp/out} steps=${STEPS:-720} t0
+  t0=$(date +%s)
+  mkdir -p "$out"
+  install
   local rc=0 step
   # The steps of `make model` one by one, so that one failing step does not cost the others.
   for step in --train --snapshot --publish --calibrate --report --evaluate; do
@@ -58,8 +64,22 @@ run() {
   return $rc
 }
 
+# A trial of scripts/hh_adaptation_trial.py (train, evaluate, decide); $OUT/trial.tar.gz holds its
+# decision, evaluations and adapter (runs/<trial>/final; the checkpoints stay behind).
+trial() {
+  local out=${OUT:-/tmp/out} name=${TRIAL:-hh_from_stage1} rc=0
+  mkdir -p "$out"
+  install
+  $PY scripts/hh_adaptation_trial.py --trial "$name" --local || rc=$?
+  tar czf "$out/trial.tar.gz" --ignore-failed-read "runs/$name/decision.json" "runs/$name/eval" "runs/$name/final" \
+    "runs/$name/metrics.json" runs/hh_adapt/eval 2>/dev/null
+  ls -la "$out"
+  return $rc
+}
+
 case "${1:-}" in
   payload) payload ;;
   run) run ;;
-  *) echo "usage: bash scripts/lone_gpu_default.sh payload|run" >&2; exit 2 ;;
+  trial) trial ;;
+  *) echo "usage: bash scripts/lone_gpu_default.sh payload|run|trial" >&2; exit 2 ;;
 esac

@@ -42,7 +42,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.ablation import DATA, GRAM_CLI, SPLITS, STAGE1, cuda, make_splits, write_table_into  # noqa: E402
+from scripts.ablation import (  # noqa: E402
+    DATA,
+    GRAM_CLI,
+    SPLITS,
+    STAGE1,
+    cuda,
+    local_eval_flags,
+    make_splits,
+    write_table_into,
+)
 
 RUN = ROOT / "runs" / "default"
 COMMITTED = ROOT / "checkpoints" / "default"
@@ -70,8 +79,7 @@ def local_training() -> list[str]:
 
 
 def local_eval() -> list[str]:
-    # In this process; fp32 as the CPU service scores (on CUDA `dtype: auto` would be bf16).
-    return ["--num-actors", "0", *(["--dtype", "float32"] if cuda() else [])] if LOCAL else []
+    return local_eval_flags() if LOCAL else []
 
 
 def newest() -> Path | None:
