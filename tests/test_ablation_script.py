@@ -69,3 +69,33 @@ def test_local_trains_and_scores_without_ray(tmp_path, monkeypatch, local):
     assert "max_steps=60" in cmd and "model=smollm2-135m" in cmd
     assert len(configs) == len(ablation.BENCHMARKS)
     assert all((c.num_actors == 0) == local and c.scorer.dtype == ("float32" if local else "auto") for c in configs)
+
+
+def test_shipped_budget_bt_trains_at_the_default_budget(tmp_path, monkeypatch):
+    # The variant's overrides come after BUDGET, so its 720 steps x 8 pairs win over the ablation's 60 x 8.
+    from gram_ray.train.config import load_train_config
+
+    monkeypatch.setattr(ablation, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(ablation, "TRAINED", tmp_path / "trained")
+    monkeypatch.setattr(ablation, "ROOT", tmp_path)
+    commands = []
+    monkeypatch.setattr(ablation, "run", commands.append)
+    by_name = {v.name: v for v in ablation.VARIANTS}
+    ablation.train_variant(by_name["bt_shipped_budget"])
+    (cmd,) = commands
+    sets = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"]
+    config = load_train_config(cmd[cmd.index("train") + 1], sets)
+    assert (config.max_steps, config.batch_size, config.grad_accum) == (720, 8, 1)
+    assert "shipped_default" not in ablation.RUN_ORDER and "bt_shipped_budget" not in ablation.RUN_ORDER
+
+
+def test_variants_never_evaluated_get_no_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(ablation, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(ablation, "ARCHIVE", tmp_path / "archive")
+    write(tmp_path / "archive", "gram", "labeled_heldout", ["A", "B"], [0.9, 0.2])
+    metrics = {"headline": {"value": 1.0}, "comparisons": 2, "pairs": {"accuracy": 1.0, "flip_rate": 0.0},
+               "length_baseline": {"headline": {"value": 0.5}, "pairs": {"accuracy": 0.5}}}
+    (tmp_path / "archive" / "eval" / "gram" / "labeled_heldout" / "metrics.json").write_text(json.dumps(metrics))
+    results = ablation.collect()
+    assert set(results) == {"gram", "longer_response"}
+    assert "shipped_default" not in ablation.table(results)
