@@ -7,8 +7,8 @@
                                                                  # (scripts/lone_gpu_default.sh trial)
 
 The shipped judge is at the length baseline on hh-harmless (issue 17). This continues it on the
-task-adaptation set the data README offers for that domain, mixed 2:1 with labeled pairs so that it
-keeps its in-domain skill. The hh-harmless *held-out* split (the reported rows) decides nothing:
+task-adaptation set the data README offers for that domain, mixed with labeled pairs so that it
+keeps its in-domain skill (TRIALS: how much of each, and from which adapter). The hh-harmless *held-out* split (the reported rows) decides nothing:
 the decision uses a selection split carved out of hh-harmless's train split, by prompt, and the
 in-domain selection rows 500-799 of the labeled held-out split (the rows the default was chosen on).
 
@@ -60,12 +60,13 @@ TRIALS = {
     "hh_adapt": Trial(labeled_per_hh=0.5, lr=5.0e-4),
     # Set after that result and before this one ran: a gentler step (lr 2.5x lower) on a mix that is
     # two-thirds in-domain, so that the judge keeps its order consistency; hh-harmless is then about a
-    # third of the 640 pairs seen (~213, against ~427 in the first trial).
+    # third of the 640 pairs seen (~213, against ~427 in the first trial). 2026-11-26: rejected (hh
+    # selection 0.471 vs the default's 0.493, in-domain flips 0.083 -> 0.137).
     "hh_adapt_gentle": Trial(labeled_per_hh=2.0, lr=2.0e-4),
     # The shipped default's own recipe (stage 2 from the stage-1 adapter, 720 steps, lr 1e-3, 3%
     # warm-up) with the adaptation rows in the data from the start rather than after the fact: each hh
     # row twice (1,122) among 4,488 labeled rows, a fifth of the 5,610-row mix. ~4 min on one H100;
-    # ~8 h on the 2-core CPU (resumable: resume_from=latest).
+    # ~8 h on the 2-core CPU (resume_from=latest continues it on the same machine; runs/ is not committed).
     "hh_from_stage1": Trial(labeled_per_hh=4.0, lr=1.0e-3, start=STAGE1, steps=720, warmup_ratio=0.03, hh_copies=2),
 }
 
