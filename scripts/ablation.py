@@ -121,8 +121,8 @@ def local_training(local: bool) -> list[str]:
 
 
 def local_eval_flags() -> list[str]:
-    """`gram-ray eval` flags for --local: score in this process, in fp32 as the CPU service scores
-    (on CUDA `dtype: auto` would be bf16)."""
+    """`gram-ray eval` flags for --local: score in this process; on CUDA in fp32, as the CPU service
+    scores (there `dtype: auto` would be bf16), on a CPU with the scorer's own `dtype: auto`."""
     return ["--num-actors", "0", *(["--dtype", "float32"] if cuda() else [])]
 
 

@@ -167,7 +167,8 @@ def main() -> None:
     ap.add_argument("--trial", choices=sorted(TRIALS), default="hh_adapt", help="which trial (see TRIALS)")
     ap.add_argument("--no-train", action="store_true", help="evaluate and decide from runs/<trial>/final")
     ap.add_argument("--local", action="store_true",
-                    help="no Ray: train with launcher=local (CUDA when present) and score in this process in fp32")
+                    help="no Ray: train with launcher=local (CUDA when present) and score in this process "
+                         "(fp32 on CUDA, as the CPU service scores; on a CPU the scorer's dtype: auto)")
     args = ap.parse_args()
     make_data(args.trial)
     if not args.no_train and not (run_dir(args.trial) / "final").exists():

@@ -52,6 +52,7 @@ from scripts.ablation import (  # noqa: E402
     make_splits,
     write_table_into,
 )
+from scripts.ablation import local_training as ablation_local_training  # noqa: E402
 
 RUN = ROOT / "runs" / "default"
 COMMITTED = ROOT / "checkpoints" / "default"
@@ -74,8 +75,7 @@ def local_training() -> list[str]:
     # On a GPU a step takes ~0.1 s: checkpoints and curve points every few hundred steps, not every 10 / 100.
     if not LOCAL:
         return []
-    gpu = cuda()
-    return ["launcher=local", f"use_gpu={str(gpu).lower()}", *(["checkpoint_every=100", "eval_every=250"] if gpu else [])]
+    return [*ablation_local_training(True), *(["checkpoint_every=100", "eval_every=250"] if cuda() else [])]
 
 
 def local_eval() -> list[str]:
