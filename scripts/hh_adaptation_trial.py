@@ -5,6 +5,8 @@
     python scripts/hh_adaptation_trial.py --no-train             # evaluate and decide from the trained adapter
     python scripts/hh_adaptation_trial.py --trial hh_from_stage1 --local  # on a lone GPU machine, no Ray
                                                                  # (scripts/lone_gpu_default.sh trial)
+    python scripts/hh_adaptation_trial.py --trial hh_from_stage1 --snapshot  # copy the newest checkpoint
+                                                                 # into checkpoints/hh_from_stage1 (commit it)
 
 The shipped judge is at the length baseline on hh-harmless (issue 17). This continues it on the
 task-adaptation set the data README offers for that domain, mixed with labeled pairs so that it
@@ -13,8 +15,10 @@ the decision uses a selection split carved out of hh-harmless's train split, by 
 in-domain selection rows 500-799 of the labeled held-out split (the rows the default was chosen on).
 
 Results (each written atomically, skipped when it exists): runs/<trial>/final (the adapter),
-runs/<trial>/eval/<model>/<rows>/ (reports), runs/<trial>/decision.json. Both trials are judged by
+runs/<trial>/eval/<model>/<rows>/ (reports), runs/<trial>/decision.json. Every trial is judged by
 the same BAR; the default's own evaluation on the hh selection split is shared between them.
+Training continues from the newest checkpoint: this machine's under runs/<trial>, else the committed
+checkpoints/<trial> (`--snapshot` refreshes it), so a CPU run spans sessions and machines.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from scripts.ablation import (  # noqa: E402
     make_splits,
     run,
 )
+from scripts.carried_checkpoint import CarriedRun  # noqa: E402
 
 DEFAULT = "gram_ray/models/default"
 HH_TRAIN, HH_SELECT = SPLITS / "hh_adapt_train.jsonl.gz", SPLITS / "hh_adapt_select.jsonl.gz"
@@ -66,13 +71,17 @@ TRIALS = {
     # The shipped default's own recipe (stage 2 from the stage-1 adapter, 720 steps, lr 1e-3, 3%
     # warm-up) with the adaptation rows in the data from the start rather than after the fact: each hh
     # row twice (1,122) among 4,488 labeled rows, a fifth of the 5,610-row mix. ~4 min on one H100;
-    # ~8 h on the 2-core CPU (resume_from=latest continues it on the same machine; runs/ is not committed).
+    # ~13 h on the 2-core CPU, over several sessions (`--snapshot` before each ends, commit checkpoints/).
     "hh_from_stage1": Trial(labeled_per_hh=4.0, lr=1.0e-3, start=STAGE1, steps=720, warmup_ratio=0.03, hh_copies=2),
 }
 
 
 def run_dir(name: str) -> Path:
     return ROOT / "runs" / name
+
+
+def carried(name: str) -> CarriedRun:
+    return CarriedRun(run_dir(name), ROOT / "checkpoints" / name)
 
 
 def mix_path(name: str) -> Path:
@@ -87,7 +96,7 @@ def train_overrides(name: str, local: bool = False) -> list[str]:
         f"model={t.start}", f"data=[{mix_path(name)}]", f"output_dir={run_dir(name)}", "num_workers=1",
         f"max_steps={t.steps}", "batch_size=8", "grad_accum=1", f"lr={t.lr}", f"warmup_ratio={t.warmup_ratio}",
         "scheduler=cosine", "label_smoothing=0.1", "max_prompt_tokens=256", "max_response_tokens=256",
-        f"checkpoint_every={checkpoint_every}", "keep_checkpoints=2", "log_every=5", "resume_from=latest",
+        f"checkpoint_every={checkpoint_every}", "keep_checkpoints=2", "log_every=5",
         *local_training(local),
     ]
 
@@ -124,6 +133,15 @@ def make_data(name: str) -> None:
         for row in mix:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     print(f"{mix_file}: {len(hh)} hh-harmless + {len(labeled)} labeled rows")
+
+
+def train(name: str, local: bool = False) -> None:
+    """Train (or continue: the newest checkpoint here, else the committed one) up to runs/<trial>/final."""
+    resume = carried(name).resume_point()
+    cmd = [*GRAM_CLI, "train", str(ROOT / "train_configs" / "finetune.yaml")]
+    for item in [*train_overrides(name, local), *([f"resume_from={resume}"] if resume else [])]:
+        cmd += ["--set", item]
+    run(cmd)
 
 
 def evaluate(trial_dir: Path, name: str, model: str, rows: str, local: bool = False) -> dict:
@@ -166,16 +184,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trial", choices=sorted(TRIALS), default="hh_adapt", help="which trial (see TRIALS)")
     ap.add_argument("--no-train", action="store_true", help="evaluate and decide from runs/<trial>/final")
+    ap.add_argument("--snapshot", action="store_true",
+                    help="only copy the newest checkpoint into checkpoints/<trial> (commit it before a session ends)")
     ap.add_argument("--local", action="store_true",
                     help="no Ray: train with launcher=local (CUDA when present) and score in this process "
                          "(fp32 on CUDA, as the CPU service scores; on a CPU the scorer's dtype: auto)")
     args = ap.parse_args()
     make_data(args.trial)
+    if args.snapshot:
+        carried(args.trial).snapshot()
+        return
     if not args.no_train and not (run_dir(args.trial) / "final").exists():
-        cmd = [*GRAM_CLI, "train", str(ROOT / "train_configs" / "finetune.yaml")]
-        for item in train_overrides(args.trial, args.local):
-            cmd += ["--set", item]
-        run(cmd)
+        train(args.trial, args.local)
     decide(args.trial, args.local)
 
 

@@ -70,6 +70,9 @@ trial() {
   local out=${OUT:-/tmp/out} name=${TRIAL:-hh_from_stage1} rc=0
   mkdir -p "$out"
   install
+  # A GPU makes the whole run in minutes: start it fresh, as the shipped default was made (one GPU,
+  # bf16 autocast throughout), rather than from a CPU session's committed checkpoint (this copy only).
+  rm -rf "checkpoints/$name"
   $PY scripts/hh_adaptation_trial.py --trial "$name" --local || rc=$?
   tar czf "$out/trial.tar.gz" --ignore-failed-read "runs/$name/decision.json" "runs/$name/eval" "runs/$name/final" \
     "runs/$name/metrics.json" runs/hh_adapt/eval 2>/dev/null

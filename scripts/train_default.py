@@ -36,7 +36,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,9 +52,11 @@ from scripts.ablation import (  # noqa: E402
     write_table_into,
 )
 from scripts.ablation import local_training as ablation_local_training  # noqa: E402
+from scripts.carried_checkpoint import CarriedRun, step_of  # noqa: E402
 
 RUN = ROOT / "runs" / "default"
 COMMITTED = ROOT / "checkpoints" / "default"
+CARRIED = CarriedRun(RUN, COMMITTED)
 SHIPPED = ROOT / "gram_ray" / "models" / "default"
 STEPS = 720  # the shipped run: 5,760 pairs (a quarter of the training split), ~4 min on one H100
 EVAL_EVERY = 100  # a curve point costs ~7 min of evaluation on 2 cores; every 100 steps keeps that under a quarter of the run
@@ -82,25 +83,8 @@ def local_eval() -> list[str]:
     return local_eval_flags() if LOCAL else []
 
 
-def newest() -> Path | None:
-    from gram_ray.train.loop import newest_checkpoint
-
-    return newest_checkpoint(RUN)
-
-
-def step_of(directory: Path | None) -> int:
-    return -1 if directory is None else json.loads((directory / "position.json").read_text())["step"]
-
-
-def committed() -> Path | None:
-    """The committed checkpoint (checkpoints/default), if there is one."""
-    return COMMITTED if (COMMITTED / "trainer_state.pt").is_file() else None
-
-
 def resume_point() -> Path | None:
-    """The checkpoint the run continues from: the newest local one, else the committed one."""
-    local, kept = newest(), committed()
-    return local if local is not None and step_of(local) >= step_of(kept) else kept
+    return CARRIED.resume_point()
 
 
 def train(extra: list[str]) -> None:
@@ -115,21 +99,7 @@ def train(extra: list[str]) -> None:
 
 def snapshot() -> None:
     """Copy the newest checkpoint (and the curve so far) into checkpoints/default, atomically."""
-    source, kept = newest(), committed()
-    if source is None and kept is None:
-        raise SystemExit(f"no checkpoint under {RUN}")
-    if source is None or step_of(source) <= step_of(kept):  # e.g. a fresh clone's run that had nothing left to train
-        print(f"checkpoints/default is already the newest checkpoint (step {step_of(kept)})")
-        return
-    COMMITTED.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".default-", dir=COMMITTED.parent))
-    shutil.copytree(source, tmp, dirs_exist_ok=True)
-    if (RUN / "curve.jsonl").is_file():
-        shutil.copy(RUN / "curve.jsonl", tmp / "curve.jsonl")
-    if COMMITTED.exists():
-        shutil.rmtree(COMMITTED)
-    tmp.rename(COMMITTED)
-    print(f"checkpoints/default ← {source} (step {step_of(COMMITTED)})")
+    CARRIED.snapshot()
 
 
 def publish() -> None:
