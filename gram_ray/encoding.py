@@ -48,6 +48,14 @@ def truncate_texts(tokenizer: Any, texts: list[str], max_tokens: int) -> tuple[l
     return cut, flags
 
 
+def longer_visible(tokenizer: Any, a: list[str], b: list[str], max_tokens: int) -> list[str | None]:
+    """For each pair, which response ("A", "B"; None for a tie) has more characters left once both are
+    cut to ``max_tokens``: the "longer visible response" baseline's verdict, on what the judge sees."""
+    a, _ = truncate_texts(tokenizer, a, max_tokens)
+    b, _ = truncate_texts(tokenizer, b, max_tokens)
+    return ["A" if len(x) > len(y) else "B" if len(x) < len(y) else None for x, y in zip(a, b, strict=True)]
+
+
 def truncate_pairs(
     tokenizer: Any, pairs: Sequence[Pair], max_prompt_tokens: int, max_response_tokens: int,
 ) -> tuple[list[tuple[str, str, str]], list[Truncation]]:

@@ -58,6 +58,7 @@ class Trial:
     steps: int = 80  # of 8 pairs, each in both orders
     warmup_ratio: float = 0.05
     hh_copies: int = 1  # each hh-harmless adaptation row this many times in the mix
+    shorter_wins_share: float | None = None  # labeled rows whose better response is the shorter, at least this share
 
 
 TRIALS = {
@@ -73,6 +74,13 @@ TRIALS = {
     # row twice (1,122) among 4,488 labeled rows, a fifth of the 5,610-row mix. ~4 min on one H100;
     # ~13 h on the 2-core CPU, over several sessions (`--snapshot` before each ends, commit checkpoints/).
     "hh_from_stage1": Trial(labeled_per_hh=4.0, lr=1.0e-3, start=STAGE1, steps=720, warmup_ratio=0.03, hh_copies=2),
+    # Set 2026-11-27, before it ran, after scripts/length_split.py showed the default at chance in domain
+    # where the shorter response is the better one (0.553 on the selection rows, n=85) and a length
+    # detector on hh-harmless (its verdict is the longer response on 93% of the hh selection split):
+    # hh_from_stage1 with a third of the labeled rows ones whose better response is the shorter (15%
+    # of train_labeled), so that length stops being the cheapest cue. Not on the 2-core CPU (~9 h): a GPU's.
+    "balanced_from_stage1": Trial(labeled_per_hh=4.0, lr=1.0e-3, start=STAGE1, steps=720, warmup_ratio=0.03,
+                                  hh_copies=2, shorter_wins_share=1 / 3),
 }
 
 
@@ -116,17 +124,38 @@ ROWS = {
 }
 
 
-def make_data(name: str) -> None:
+def make_hh_select() -> None:
+    """hh-harmless's train split, by prompt, into adaptation rows and the selection split (20%)."""
     make_splits()  # hh_train / labeled_train and their held-out splits, as the ablation makes them
     if not HH_SELECT.exists():
         split_by_prompt(SPLITS / "hh_train.jsonl.gz", HH_TRAIN, HH_SELECT, 0.2, salt="hh-adapt-select")
+
+
+def shorter_wins(row: dict) -> bool:
+    """A labeled row whose better response is the shorter one (in characters; equal lengths: False)."""
+    a, b = len(row["response_a"]), len(row["response_b"])
+    return a != b and (a < b) == (row["label"] == "A")
+
+
+def make_data(name: str) -> None:
+    make_hh_select()
     mix_file = mix_path(name)
     if mix_file.exists():
         return
-    hh = [row for _, row in iter_jsonl(HH_TRAIN)] * TRIALS[name].hh_copies
+    t = TRIALS[name]
+    hh = [row for _, row in iter_jsonl(HH_TRAIN)] * t.hh_copies
     # Labeled rows from the end of the train split (the default's 5,760 pairs came from a shuffle of all of it).
     labeled = [row for _, row in iter_jsonl(SPLITS / "labeled_train.jsonl.gz")]
-    labeled = labeled[-int(len(hh) * TRIALS[name].labeled_per_hh):]
+    count = int(len(hh) * t.labeled_per_hh)
+    if t.shorter_wins_share is None:
+        labeled = labeled[-count:]
+    else:
+        quota = round(count * t.shorter_wins_share)
+        shorter = [row for row in reversed(labeled) if shorter_wins(row)][:quota]
+        if len(shorter) < quota:
+            raise SystemExit(f"{name}: {quota} labeled rows whose shorter response wins wanted, the split has {len(shorter)}")
+        longer = [row for row in reversed(labeled) if not shorter_wins(row)][:count - len(shorter)]
+        labeled = shorter + longer
     mix = hh + labeled
     random.Random(0).shuffle(mix)
     with atomic_writer(mix_file) as f:
@@ -157,7 +186,8 @@ def evaluate(trial_dir: Path, name: str, model: str, rows: str, local: bool = Fa
 def decide(name: str, local: bool = False) -> dict:
     trial_dir = run_dir(name)
     adapted = str(trial_dir / "final")
-    sel = evaluate(trial_dir, "adapted", adapted, "selection", local)["pairs"]
+    sel_metrics = evaluate(trial_dir, "adapted", adapted, "selection", local)
+    sel = sel_metrics["pairs"]
     hh_metrics = evaluate(trial_dir, "adapted", adapted, "hh_select", local)
     hh, length = hh_metrics["pairs"], hh_metrics["length_baseline"]["pairs"]["accuracy"]
     hh_default = evaluate(run_dir("hh_adapt"), "default", DEFAULT, "hh_select", local)["pairs"]
@@ -172,6 +202,8 @@ def decide(name: str, local: bool = False) -> dict:
         "selection": {k: sel[k] for k in ("n", "accuracy", "accuracy_ci95", "flip_rate", "ece")},
         "hh_select": {"n": hh["n"], "adapted": hh["accuracy"], "adapted_flip": hh["flip_rate"],
                       "default": hh_default["accuracy"], "default_flip": hh_default["flip_rate"], "length_baseline": length},
+        # Not in the bar (set after the first three trials): accuracy where the shorter response is better.
+        "length_split": {"selection": sel_metrics.get("length_split"), "hh_select": hh_metrics.get("length_split")},
         "trial": name, "train": train_overrides(name, local),
     }
     with atomic_writer(trial_dir / "decision.json") as f:

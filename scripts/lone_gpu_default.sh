@@ -5,7 +5,8 @@
 #   bash scripts/lone_gpu_default.sh payload        # here (network): wheels, data splits, dev sets -> .dev/payload.tar
 #   # copy the checkout (checkpoints/ is not needed) and .dev/payload.tar to the GPU machine, then there:
 #   STEPS=720 bash scripts/lone_gpu_default.sh run  # install, then train, snapshot, publish, calibrate, report, evaluate
-#   TRIAL=hh_from_stage1 bash scripts/lone_gpu_default.sh trial  # install, then scripts/hh_adaptation_trial.py --local
+#   TRIAL="hh_from_stage1 balanced_from_stage1" bash scripts/lone_gpu_default.sh trial  # install, then each
+#                                                   # trial with scripts/hh_adaptation_trial.py --local
 #
 # `run` leaves what to bring back in $OUT (default /tmp/out): checkpoint.tar.gz (checkpoints/default,
 # ~14 MB: commit it) and results.tar.gz (the adapter with its calibration, the evaluations, the
@@ -64,18 +65,24 @@ run() {
   return $rc
 }
 
-# A trial of scripts/hh_adaptation_trial.py (train, evaluate, decide); $OUT/trial.tar.gz holds its
+# Trials of scripts/hh_adaptation_trial.py (train, evaluate, decide), one after another: TRIAL names
+# one or several ("hh_from_stage1 balanced_from_stage1"). $OUT/trial.tar.gz holds each one's
 # decision, evaluations and adapter (runs/<trial>/final; the checkpoints stay behind).
 trial() {
-  local out=${OUT:-/tmp/out} name=${TRIAL:-hh_from_stage1} rc=0
+  local out=${OUT:-/tmp/out} names=${TRIAL:-hh_from_stage1} rc=0 name t0
+  t0=$(date +%s)
   mkdir -p "$out"
   install
-  # A GPU makes the whole run in minutes: start it fresh, as the shipped default was made (one GPU,
-  # bf16 autocast throughout), rather than from a CPU session's committed checkpoint (this copy only).
-  rm -rf "checkpoints/$name"
-  $PY scripts/hh_adaptation_trial.py --trial "$name" --local || rc=$?
-  tar czf "$out/trial.tar.gz" --ignore-failed-read "runs/$name/decision.json" "runs/$name/eval" "runs/$name/final" \
-    "runs/$name/metrics.json" runs/hh_adapt/eval 2>/dev/null
+  for name in $names; do
+    # A GPU makes the whole run in minutes: start it fresh, as the shipped default was made (one GPU,
+    # bf16 autocast throughout), rather than from a CPU session's committed checkpoint (this copy only).
+    rm -rf "checkpoints/$name"
+    $PY scripts/hh_adaptation_trial.py --trial "$name" --local || { rc=$?; echo "[lone-gpu] trial $name failed (exit $rc)"; }
+    echo "[lone-gpu] trial $name done at $(( $(date +%s) - t0 ))s"
+  done
+  # shellcheck disable=SC2046
+  tar czf "$out/trial.tar.gz" --ignore-failed-read runs/hh_adapt/eval $(for name in $names; do
+    echo "runs/$name/decision.json runs/$name/eval runs/$name/final runs/$name/metrics.json"; done) 2>/dev/null
   ls -la "$out"
   return $rc
 }

@@ -68,6 +68,14 @@ def test_pairs_and_rewardbench_fixtures(ray_cluster, tmp_path, tiny_model_dir):
     baseline = metrics["length_baseline"]
     assert baseline["pairs"]["accuracy"] == pytest.approx(2 / 3) and baseline["max_response_tokens"] == 24
     assert baseline["pairs"]["flip_rate"] == 0 and "rewardbench" in baseline
+    # The model's accuracy apart where the longer response is better (q1, q3) and where the shorter is (q2).
+    split = metrics["length_split"]
+    assert (split["longer_wins"]["n"], split["shorter_wins"]["n"]) == (2, 1)
+    predicted = [json.loads(x) for x in (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()]
+    right = [(p["p_a_better"] > 0.5) == (p["label"] == "A") for p in predicted]
+    assert split["longer_wins"]["accuracy"] == pytest.approx((right[0] + right[2]) / 2)
+    assert split["shorter_wins"]["accuracy"] == float(right[1])
+    assert "where the shorter is" in (tmp_path / "eval" / "report.md").read_text()
 
     if DATA.is_dir():
         with gzip.open(DATA / "train_labeled.jsonl.gz", "rt") as f:

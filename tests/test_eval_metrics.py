@@ -7,6 +7,7 @@ from gram_ray.eval.metrics import (
     expected_calibration_error,
     judgebench_correct,
     judgebench_metrics,
+    length_split,
     pair_calibration,
     paired_accuracy_difference,
     pairs_metrics,
@@ -131,3 +132,23 @@ def test_paired_accuracy_difference():
     assert paired_accuracy_difference([True, False], [True, False]) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="same non-empty rows"):
         paired_accuracy_difference([True], [True, False])
+
+
+def test_length_split_on_a_length_detector_and_a_content_judge():
+    labels = ["A", "B", "A", "B", "A"]
+    longer = ["A", "B", "B", "A", None]  # rows 0-1: the longer response is better; 2-3: the shorter; 4: a tie
+    detector = [0.9, 0.1, 0.2, 0.8, 0.6]  # always picks the longer response
+    split = length_split(labels, detector, longer)
+    # longer_wins: 2 of 2 right; shorter_wins: 0 of 2; its verdict is the longer one in 4 of 4 (the tie left out)
+    assert (split["longer_wins"]["n"], split["longer_wins"]["accuracy"]) == (2, 1.0)
+    assert (split["shorter_wins"]["n"], split["shorter_wins"]["accuracy"]) == (2, 0.0)
+    assert split["agrees_with_longer"] == 1.0
+    assert split["shorter_wins"]["accuracy_ci95"] == pytest.approx(list(wilson_interval(0, 2)))
+    judge = [0.9, 0.6, 0.7, 0.5, 0.6]  # right on rows 0, 2; wrong on 1; a tie (no verdict) on 3
+    split = length_split(labels, judge, longer)
+    # longer_wins: row 0 right, row 1 wrong -> 1/2; shorter_wins: row 2 right, row 3 a tie -> 1/2;
+    # verdict = longer on row 0 only (row 1 says A, longer B; row 2 says A, longer B; row 3 a tie) -> 1/4
+    assert split["longer_wins"]["accuracy"] == 0.5 and split["shorter_wins"]["accuracy"] == 0.5
+    assert split["agrees_with_longer"] == 0.25
+    empty = length_split(["A"], [0.7], [None])
+    assert empty["longer_wins"] == {"n": 0, "accuracy": None, "accuracy_ci95": [0.0, 1.0]} and empty["agrees_with_longer"] is None

@@ -1,5 +1,6 @@
 """scripts/hh_adaptation_trial.py: the mixes it builds, the commands it runs and the bar it applies (no model)."""
 
+import dataclasses
 import gzip
 import json
 
@@ -23,7 +24,9 @@ def splits(tmp_path, monkeypatch):
     splits = tmp_path / "runs" / "data"
     splits.mkdir(parents=True)
     hh = [{"prompt": f"hh question {i}", "chosen": "I can't help with that.", "rejected": f"Sure, step {i}"} for i in range(40)]
-    labeled = [{"prompt": f"q{i}", "response_a": "a", "response_b": "b", "label": "A"} for i in range(400)]
+    # One labeled row in four has its shorter response better (train_labeled: 15%).
+    labeled = [{"prompt": f"q{i}", "response_a": "a longer answer", "response_b": "short", "label": "B" if i % 4 == 0 else "A"}
+               for i in range(400)]
     write_rows(splits / "hh_train.jsonl.gz", hh)
     write_rows(splits / "labeled_train.jsonl.gz", labeled)
     monkeypatch.setattr(trial, "ROOT", tmp_path)
@@ -35,7 +38,7 @@ def splits(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("name", "hh_copies", "labeled_per_hh"), [("hh_adapt", 1, 0.5), ("hh_adapt_gentle", 1, 2.0),
-                                                                   ("hh_from_stage1", 2, 4.0)])
+                                                                   ("hh_from_stage1", 2, 4.0), ("balanced_from_stage1", 2, 4.0)])
 def test_mix_holds_each_trials_share_of_hh_rows(splits, name, hh_copies, labeled_per_hh):
     trial.make_data(name)
     adapt, select = read_rows(trial.HH_TRAIN), read_rows(trial.HH_SELECT)
@@ -96,3 +99,31 @@ def test_decision_applies_every_check_of_the_bar(splits, monkeypatch, selection,
     decision = trial.decide("hh_adapt_gentle")
     assert decision["ship"] is ship
     assert json.loads((trial.run_dir("hh_adapt_gentle") / "decision.json").read_text()) == decision
+
+
+def test_balanced_mix_holds_a_third_of_rows_whose_shorter_response_wins(splits):
+    trial.make_data("balanced_from_stage1")
+    labeled = [r for r in read_rows(trial.mix_path("balanced_from_stage1")) if "label" in r]
+    shorter = [r for r in labeled if trial.shorter_wins(r)]
+    assert len(labeled) == 4 * 2 * len(read_rows(trial.HH_TRAIN)) and len(shorter) == round(len(labeled) / 3)
+    assert len({r["prompt"] for r in labeled}) == len(labeled)  # no row twice
+    trial.make_data("hh_from_stage1")  # the unbalanced mix keeps the split's share (one in four here)
+    unbalanced = [r for r in read_rows(trial.mix_path("hh_from_stage1")) if "label" in r]
+    assert sum(map(trial.shorter_wins, unbalanced)) == len(unbalanced) // 4
+
+
+def test_a_balanced_mix_needs_enough_rows_whose_shorter_response_wins(splits, monkeypatch):
+    monkeypatch.setitem(trial.TRIALS, "balanced_from_stage1",
+                        dataclasses.replace(trial.TRIALS["balanced_from_stage1"], shorter_wins_share=0.9))
+    with pytest.raises(SystemExit, match="shorter"):
+        trial.make_data("balanced_from_stage1")
+
+
+@pytest.mark.parametrize(("row", "expected"), [
+    ({"response_a": "short", "response_b": "much longer", "label": "A"}, True),
+    ({"response_a": "short", "response_b": "much longer", "label": "B"}, False),
+    ({"response_a": "much longer", "response_b": "short", "label": "B"}, True),
+    ({"response_a": "same", "response_b": "size", "label": "A"}, False),
+])
+def test_shorter_wins(row, expected):
+    assert trial.shorter_wins(row) is expected

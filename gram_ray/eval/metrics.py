@@ -108,6 +108,27 @@ def pairs_metrics(predictions: Sequence[PairPrediction]) -> dict:
     return result
 
 
+def length_split(labels: Sequence[str], p_a_better: Sequence[float], longer: Sequence[str | None]) -> dict:
+    """The judge's accuracy apart on pairs where the longer response is the better one and where the
+    shorter one is (``longer``: "A", "B", or None for equal lengths, left out), and how often its
+    verdict is the longer response. Where labels favour length (85% of train_labeled), overall
+    accuracy mostly measures length; ``shorter_wins`` is what a length detector scores 0 on."""
+    groups: dict[str, list[bool]] = {"longer_wins": [], "shorter_wins": []}
+    agrees = []
+    for label, p, long in zip(labels, p_a_better, longer, strict=True):
+        if long is None:
+            continue
+        groups["longer_wins" if label == long else "shorter_wins"].append(verdict(p) == label)
+        agrees.append(verdict(p) == long)
+
+    def summarize(correct: list[bool]) -> dict:
+        return {"n": len(correct), "accuracy": sum(correct) / len(correct) if correct else None,
+                "accuracy_ci95": list(wilson_interval(sum(correct), len(correct)))}
+
+    return {**{name: summarize(c) for name, c in groups.items()},
+            "agrees_with_longer": sum(agrees) / len(agrees) if agrees else None}
+
+
 # ----------------------------------------------------------------------------------------------
 # RM-Bench
 # ----------------------------------------------------------------------------------------------

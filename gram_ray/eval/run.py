@@ -209,6 +209,17 @@ def write_report(out: Path, model: str, data: Path, metrics: dict[str, Any], res
         lines.append(f"- \"longer visible response\" baseline (responses cut to {base['max_response_tokens']} tokens), "
                      f"same comparisons: {base['headline']['name']} {base['headline']['value']:.4f}, "
                      f"pairwise accuracy {base['pairs']['accuracy']:.4f}")
+    if "length_split" in metrics:
+        split = metrics["length_split"]
+
+        def part(name: str) -> str:
+            acc = split[name]["accuracy"]
+            return f"{'n/a' if acc is None else f'{acc:.4f}'} (n={split[name]['n']})"
+
+        agrees = split["agrees_with_longer"]
+        lines.append(f"- pairwise accuracy where the longer visible response is better: {part('longer_wins')}; "
+                     f"where the shorter is: {part('shorter_wins')}; verdict is the longer response: "
+                     f"{'n/a' if agrees is None else f'{agrees:.4f}'}")
     lines.append("")
     for key in ("rmbench", "judgebench", "rewardbench", "reasoning"):
         if key in metrics:
@@ -227,21 +238,26 @@ def response_budget(scorer: ScorerConfig, source: ModelSource) -> int:
     return trained_budgets(source).get("max_response_tokens", DEFAULT_MAX_TOKENS)
 
 
-def length_baseline(fmt: str, jobs: list[dict[str, Any]], scorer: ScorerConfig, source: ModelSource | None = None) -> dict[str, Any]:
+def visible_longer(jobs: list[dict[str, Any]], scorer: ScorerConfig, source: ModelSource) -> tuple[int, list[str | None]]:
+    """The scorer's response budget, and for each comparison which response ("A", "B"; None for a tie)
+    has more characters left after both are cut to it: what the judge itself gets to see."""
+    from gram_ray.encoding import longer_visible
+    from gram_ray.models import load_tokenizer
+
+    tokenizer = load_tokenizer(source, trust_remote_code=scorer.trust_remote_code)
+    budget = response_budget(scorer, source)
+    return budget, longer_visible(tokenizer, [j["a"] for j in jobs], [j["b"] for j in jobs], budget)
+
+
+def length_baseline(fmt: str, jobs: list[dict[str, Any]], scorer: ScorerConfig, source: ModelSource | None = None,
+                    longer: tuple[int, list[str | None]] | None = None) -> dict[str, Any]:
     """"Prefer the longer visible response": the same comparisons, scored by which response has more
     characters left after both are cut to the scorer's response budget (a tie is no verdict), through
     the same official scoring as the model. A judge is worth something only where it beats this."""
-    from gram_ray.encoding import truncate_texts
-    from gram_ray.models import load_tokenizer
-
-    source = source or resolve_model(scorer.model)
-    tokenizer = load_tokenizer(source, trust_remote_code=scorer.trust_remote_code)
-    budget = response_budget(scorer, source)
-    a, _ = truncate_texts(tokenizer, [j["a"] for j in jobs], budget)
-    b, _ = truncate_texts(tokenizer, [j["b"] for j in jobs], budget)
+    budget, sides = longer or visible_longer(jobs, scorer, source or resolve_model(scorer.model))
     results = []
-    for job, x, y in zip(jobs, a, b, strict=True):
-        p = 1.0 if len(x) > len(y) else 0.0 if len(x) < len(y) else 0.5
+    for job, side in zip(jobs, sides, strict=True):
+        p = {"A": 1.0, "B": 0.0, None: 0.5}[side]
         results.append({**job, "p_a_better": p, "p_ab": p, "p_ba": p, "truncated": False})
     metrics = compute_metrics(fmt, results)
     return {"max_response_tokens": budget, "headline": metrics["headline"], "pairs": metrics["pairs"],
@@ -262,7 +278,9 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     metrics.update({"model": cfg.scorer.model, "data": str(cfg.data), "offset": cfg.offset, "limit": cfg.limit,
                     "calibration": applied_calibration(cfg.scorer, source).as_dict()})
     if not cfg.reasoning:
-        metrics["length_baseline"] = length_baseline(fmt, jobs, cfg.scorer, source)
+        longer = visible_longer(jobs, cfg.scorer, source)
+        metrics["length_baseline"] = length_baseline(fmt, jobs, cfg.scorer, source, longer)
+        metrics["length_split"] = rules.length_split([r["label"] for r in results], [r["p_a_better"] for r in results], longer[1])
     else:
         metrics["reasoning"] = {"votes": cfg.votes, "sampling": cfg.sampling.model_dump(), **metrics.get("reasoning", {})}
     cfg.out.mkdir(parents=True, exist_ok=True)

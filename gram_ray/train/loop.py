@@ -499,12 +499,11 @@ class HeldOutCurve:
         self.last: dict[str, Any] | None = None
 
     def _length_baseline(self) -> float:
-        from gram_ray.encoding import truncate_texts
+        from gram_ray.encoding import longer_visible
 
-        a, _ = truncate_texts(self.tokenizer, [r.pair.response_a for r in self.rows], self.cfg.max_response_tokens)
-        b, _ = truncate_texts(self.tokenizer, [r.pair.response_b for r in self.rows], self.cfg.max_response_tokens)
-        right = sum(("A" if len(x) > len(y) else "B" if len(y) > len(x) else None) == r.label for r, x, y in zip(self.rows, a, b, strict=True))
-        return right / max(1, len(self.rows))
+        longer = longer_visible(self.tokenizer, [r.pair.response_a for r in self.rows],
+                                [r.pair.response_b for r in self.rows], self.cfg.max_response_tokens)
+        return sum(side == r.label for r, side in zip(self.rows, longer, strict=True)) / max(1, len(self.rows))
 
     @torch.no_grad()
     def record(self, module: VerdictLoss, step: int, train_metrics: dict[str, Any], tokens: int) -> dict[str, Any]:
