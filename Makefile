@@ -43,7 +43,7 @@ demo: setup
 		--b "Sleep."
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=25 tests
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not e2e" tests
