@@ -238,7 +238,7 @@ def response_budget(scorer: ScorerConfig, source: ModelSource) -> int:
     return trained_budgets(source).get("max_response_tokens", DEFAULT_MAX_TOKENS)
 
 
-def visible_longer(jobs: list[dict[str, Any]], scorer: ScorerConfig, source: ModelSource) -> tuple[int, list[str | None]]:
+def longer_at_budget(jobs: list[dict[str, Any]], scorer: ScorerConfig, source: ModelSource) -> tuple[int, list[str | None]]:
     """The scorer's response budget, and for each comparison which response ("A", "B"; None for a tie)
     has more characters left after both are cut to it: what the judge itself gets to see."""
     from gram_ray.encoding import longer_visible
@@ -254,7 +254,7 @@ def length_baseline(fmt: str, jobs: list[dict[str, Any]], scorer: ScorerConfig, 
     """"Prefer the longer visible response": the same comparisons, scored by which response has more
     characters left after both are cut to the scorer's response budget (a tie is no verdict), through
     the same official scoring as the model. A judge is worth something only where it beats this."""
-    budget, sides = longer or visible_longer(jobs, scorer, source or resolve_model(scorer.model))
+    budget, sides = longer or longer_at_budget(jobs, scorer, source or resolve_model(scorer.model))
     results = []
     for job, side in zip(jobs, sides, strict=True):
         p = {"A": 1.0, "B": 0.0, None: 0.5}[side]
@@ -278,7 +278,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     metrics.update({"model": cfg.scorer.model, "data": str(cfg.data), "offset": cfg.offset, "limit": cfg.limit,
                     "calibration": applied_calibration(cfg.scorer, source).as_dict()})
     if not cfg.reasoning:
-        longer = visible_longer(jobs, cfg.scorer, source)
+        longer = longer_at_budget(jobs, cfg.scorer, source)
         metrics["length_baseline"] = length_baseline(fmt, jobs, cfg.scorer, source, longer)
         metrics["length_split"] = rules.length_split([r["label"] for r in results], [r["p_a_better"] for r in results], longer[1])
     else:
