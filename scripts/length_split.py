@@ -38,6 +38,12 @@ SOURCES = [
     ("hh_adapt_gentle", "hh selection split", TRIALS / "hh_adapt_gentle" / "adapted_hh_select.predictions.jsonl", HH_SELECT, 0, None),
     ("hh_from_stage1", "hh selection split", ROOT / "runs" / "hh_from_stage1" / "eval" / "adapted" / "hh_select" / "predictions.jsonl", HH_SELECT, 0, None),
 ]
+# The ablation's variants at 480 pairs (scripts/ablation.py), on its in-domain and hh-harmless rows.
+ABLATION = ROOT / "docs" / "ablation" / "eval"
+SOURCES += [(f"ablation {v}", rows, ABLATION / v / name / "predictions.jsonl", data, 0, limit)
+            for name, rows, data, limit in (("labeled_heldout", "in-domain rows 0–299", HELDOUT, 300),
+                                            ("hh_heldout", "hh-harmless held-out, first 100", SPLITS / "hh_heldout.jsonl.gz", 100))
+            for v in ("finetune_only", "gram", "bt_baseline")]
 START, END = "<!-- length-split:start -->", "<!-- length-split:end -->"
 
 
