@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from gram_ray.data import DataError
+from gram_ray.data import DataError, read_pairs
+from gram_ray.encoding import longer_visible
 from gram_ray.train.config import TrainConfig, load_train_config
 from gram_ray.train.loop import epoch_batches
 
@@ -304,7 +305,7 @@ def test_overfit_four_pairs_to_the_smoothing_floor(ray_cluster, tmp_path, tiny_m
     assert SMOOTHING_FLOOR - 1e-3 < result.metrics["final_loss"] < SMOOTHING_FLOOR + 0.03
 
 
-def test_resume_from_a_committed_checkpoint_with_a_held_out_curve(ray_cluster, tmp_path, tiny_model_dir):
+def test_resume_from_a_committed_checkpoint_with_a_held_out_curve(ray_cluster, tmp_path, tiny_model_dir, smol_tokenizer):
     """A run continues from a checkpoint another run wrote (copied elsewhere, as a commit would
     carry it): weights, optimizer, schedule and data position; the held-out curve is appended."""
     import shutil
@@ -320,7 +321,11 @@ def test_resume_from_a_committed_checkpoint_with_a_held_out_curve(ray_cluster, t
     result = train(first)
     curve = [json.loads(line) for line in (Path(first.output_dir) / "curve.jsonl").read_text().splitlines()]
     assert [c["step"] for c in curve] == [2, 4] and all(c["n"] == 3 for c in curve)
-    assert {"accuracy", "flip_rate", "ece", "length_baseline", "train_loss", "pairs_seen"} <= curve[0].keys()
+    assert {"accuracy", "flip_rate", "ece", "length_baseline", "train_loss", "pairs_seen", "shorter_wins_accuracy"} <= curve[0].keys()
+    rows = read_pairs(str(heldout), limit=3)[0]
+    longer = longer_visible(smol_tokenizer, [r.pair.response_a for r in rows], [r.pair.response_b for r in rows],
+                            first.max_response_tokens)
+    assert curve[0]["shorter_wins_n"] == sum(side is not None and side != r.label for r, side in zip(rows, longer, strict=True))
     assert result.metrics["heldout"]["step"] == 4 and result.metrics["compute_dtype"] == "float32"
 
     committed = tmp_path / "committed"

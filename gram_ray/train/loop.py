@@ -495,19 +495,19 @@ class HeldOutCurve:
         self.rows, _ = read_pairs(cfg.eval_data, limit=cfg.eval_limit)
         self.rows = [r for r in self.rows if r.label is not None]
         self.path = Path(cfg.output_dir) / "curve.jsonl"
-        self.length_baseline = self._length_baseline()
+        self.longer = self._longer()
+        self.length_baseline = sum(side == r.label for r, side in zip(self.rows, self.longer, strict=True)) / max(1, len(self.rows))
         self.last: dict[str, Any] | None = None
 
-    def _length_baseline(self) -> float:
+    def _longer(self) -> list[str | None]:
         from gram_ray.encoding import longer_visible
 
-        longer = longer_visible(self.tokenizer, [r.pair.response_a for r in self.rows],
-                                [r.pair.response_b for r in self.rows], self.cfg.max_response_tokens)
-        return sum(side == r.label for r, side in zip(self.rows, longer, strict=True)) / max(1, len(self.rows))
+        return longer_visible(self.tokenizer, [r.pair.response_a for r in self.rows],
+                              [r.pair.response_b for r in self.rows], self.cfg.max_response_tokens)
 
     @torch.no_grad()
     def record(self, module: VerdictLoss, step: int, train_metrics: dict[str, Any], tokens: int) -> dict[str, Any]:
-        from gram_ray.eval.metrics import PairPrediction, pairs_metrics
+        from gram_ray.eval.metrics import PairPrediction, length_split, pairs_metrics
 
         start = time.perf_counter()
         module.model.eval()
@@ -519,11 +519,14 @@ class HeldOutCurve:
             p_ab, p_ba = p_first[0], 1.0 - p_first[1]
             predictions.append(PairPrediction(row.label, judge.combine_orders(p_ab, p_ba), p_ab, p_ba))
         metrics = pairs_metrics(predictions)
+        split = length_split([p.label for p in predictions], [p.p_a_better for p in predictions], self.longer)
         record = {
             "step": step, "pairs_seen": step * self.cfg.batch_size * self.cfg.grad_accum * self.world,
             "tokens": tokens, "train_loss": train_metrics["loss"], "lr": train_metrics["lr"],
             "accuracy": metrics["accuracy"], "accuracy_ci95": metrics["accuracy_ci95"], "flip_rate": metrics["flip_rate"],
             "ece": metrics["ece"], "n": metrics["n"], "length_baseline": self.length_baseline,
+            # where the shorter visible response is the better one: what a length detector gets wrong
+            "shorter_wins_accuracy": split["shorter_wins"]["accuracy"], "shorter_wins_n": split["shorter_wins"]["n"],
             "eval_seconds": time.perf_counter() - start, "time": time.time(),
         }
         with open(self.path, "a") as f:  # one line per evaluation, appended whole
