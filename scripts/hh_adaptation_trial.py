@@ -7,6 +7,8 @@
                                                                  # (scripts/lone_gpu_default.sh trial)
     python scripts/hh_adaptation_trial.py --trial hh_from_stage1 --snapshot  # copy the newest checkpoint
                                                                  # into checkpoints/hh_from_stage1 (commit it)
+    python scripts/hh_adaptation_trial.py --trial hh_from_stage1 --record    # its decision, evaluations and
+                                                                 # training metrics into docs/trials/ (commit them)
 
 The shipped judge is at the length baseline on hh-harmless (issue 17). This continues it on the
 task-adaptation set the data README offers for that domain, mixed with labeled pairs so that it
@@ -212,12 +214,35 @@ def decide(name: str, local: bool = False) -> dict:
     return decision
 
 
+def record(name: str) -> Path:
+    """What a decided trial leaves to commit: docs/trials/<trial>/ with decision.json, each evaluation's
+    metrics and per-pair predictions (<model>_<rows>.json, .predictions.jsonl) and train_metrics.json.
+    The adapter is not among them (a trial that ships becomes the default, with its checkpoint)."""
+    trial_dir, out = run_dir(name), ROOT / "docs" / "trials" / name
+    if not (trial_dir / "decision.json").is_file():
+        raise SystemExit(f"{trial_dir}: no decision.json (train and decide first)")
+    out.mkdir(parents=True, exist_ok=True)
+    copies = {trial_dir / "decision.json": out / "decision.json", trial_dir / "metrics.json": out / "train_metrics.json"}
+    for metrics in sorted((trial_dir / "eval").glob("*/*/metrics.json")):
+        model, rows = metrics.parent.parent.name, metrics.parent.name
+        copies[metrics] = out / f"{model}_{rows}.json"
+        copies[metrics.parent / "predictions.jsonl"] = out / f"{model}_{rows}.predictions.jsonl"
+    for source, target in copies.items():
+        if source.is_file():
+            with atomic_writer(target) as f:
+                f.write(source.read_text())
+    print(f"{out}: {', '.join(sorted(p.name for p in out.iterdir()))}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trial", choices=sorted(TRIALS), default="hh_adapt", help="which trial (see TRIALS)")
     ap.add_argument("--no-train", action="store_true", help="evaluate and decide from runs/<trial>/final")
     ap.add_argument("--snapshot", action="store_true",
                     help="only copy the newest checkpoint into checkpoints/<trial> (commit it before a session ends)")
+    ap.add_argument("--record", action="store_true",
+                    help="only copy the decided trial's decision, evaluations and training metrics into docs/trials/<trial>")
     ap.add_argument("--local", action="store_true",
                     help="no Ray: train with launcher=local (CUDA when present) and score in this process "
                          "(fp32 on CUDA, as the CPU service scores; on a CPU the scorer's dtype: auto)")
@@ -225,6 +250,9 @@ def main() -> None:
     make_data(args.trial)
     if args.snapshot:
         carried(args.trial).snapshot()
+        return
+    if args.record:
+        record(args.trial)
         return
     if not args.no_train and not (run_dir(args.trial) / "final").exists():
         train(args.trial, args.local)

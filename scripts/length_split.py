@@ -31,12 +31,10 @@ SOURCES = [
     ("default", "in-domain selection rows 500–799", DEFAULT_EVAL / "labeled_heldout_raw.predictions.jsonl", HELDOUT, 500, 300),
     ("hh_adapt", "in-domain selection rows 500–799", TRIALS / "hh_adapt_from_default" / "adapted_selection.predictions.jsonl", HELDOUT, 500, 300),
     ("hh_adapt_gentle", "in-domain selection rows 500–799", TRIALS / "hh_adapt_gentle" / "adapted_selection.predictions.jsonl", HELDOUT, 500, 300),
-    ("hh_from_stage1", "in-domain selection rows 500–799", ROOT / "runs" / "hh_from_stage1" / "eval" / "adapted" / "selection" / "predictions.jsonl", HELDOUT, 500, 300),
     ("default", "hh-harmless held-out (calibrated, as reported)", DEFAULT_EVAL / "hh_heldout.predictions.jsonl", SPLITS / "hh_heldout.jsonl.gz", 0, None),
     ("default", "hh selection split", TRIALS / "hh_adapt_from_default" / "default_hh_select.predictions.jsonl", HH_SELECT, 0, None),
     ("hh_adapt", "hh selection split", TRIALS / "hh_adapt_from_default" / "adapted_hh_select.predictions.jsonl", HH_SELECT, 0, None),
     ("hh_adapt_gentle", "hh selection split", TRIALS / "hh_adapt_gentle" / "adapted_hh_select.predictions.jsonl", HH_SELECT, 0, None),
-    ("hh_from_stage1", "hh selection split", ROOT / "runs" / "hh_from_stage1" / "eval" / "adapted" / "hh_select" / "predictions.jsonl", HH_SELECT, 0, None),
 ]
 # The ablation's variants at 480 pairs (scripts/ablation.py), on its in-domain and hh-harmless rows.
 ABLATION = ROOT / "docs" / "ablation" / "eval"
@@ -44,6 +42,19 @@ SOURCES += [(f"ablation {v}", rows, ABLATION / v / name / "predictions.jsonl", d
             for name, rows, data, limit in (("labeled_heldout", "in-domain rows 0–299", HELDOUT, 300),
                                             ("hh_heldout", "hh-harmless held-out, first 100", SPLITS / "hh_heldout.jsonl.gz", 100))
             for v in ("finetune_only", "gram", "bt_baseline")]
+
+
+def trial_predictions(name: str, rows: str) -> Path:
+    """A trial's predictions: recorded (docs/trials, `--record`), else where the run left them."""
+    recorded = TRIALS / name / f"adapted_{rows}.predictions.jsonl"
+    return recorded if recorded.is_file() else ROOT / "runs" / name / "eval" / "adapted" / rows / "predictions.jsonl"
+
+
+# Trials still to be decided, when their predictions exist.
+SOURCES += [(name, label, trial_predictions(name, rows), data, offset, limit)
+            for rows, label, data, offset, limit in (("selection", "in-domain selection rows 500–799", HELDOUT, 500, 300),
+                                                     ("hh_select", "hh selection split", HH_SELECT, 0, None))
+            for name in ("hh_from_stage1", "balanced_from_stage1")]
 START, END = "<!-- length-split:start -->", "<!-- length-split:end -->"
 
 

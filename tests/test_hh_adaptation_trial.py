@@ -127,3 +127,24 @@ def test_a_balanced_mix_needs_enough_rows_whose_shorter_response_wins(splits, mo
 ])
 def test_shorter_wins(row, expected):
     assert trial.shorter_wins(row) is expected
+
+
+def test_record_copies_a_decided_trial_into_docs(tmp_path, monkeypatch):
+    monkeypatch.setattr(trial, "ROOT", tmp_path)
+    with pytest.raises(SystemExit, match="no decision"):
+        trial.record("hh_from_stage1")
+    run = tmp_path / "runs" / "hh_from_stage1"
+    for rows in ("selection", "hh_select"):
+        (run / "eval" / "adapted" / rows).mkdir(parents=True)
+        (run / "eval" / "adapted" / rows / "metrics.json").write_text(f'{{"rows": "{rows}"}}')
+        (run / "eval" / "adapted" / rows / "predictions.jsonl").write_text(f'{{"line": 1, "rows": "{rows}"}}\n')
+    (run / "decision.json").write_text('{"ship": false}')
+    (run / "metrics.json").write_text('{"steps": 720}')
+    (run / "final").mkdir()
+    (run / "final" / "adapter_model.safetensors").write_bytes(b"weights")
+    out = trial.record("hh_from_stage1")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "adapted_hh_select.json", "adapted_hh_select.predictions.jsonl", "adapted_selection.json",
+        "adapted_selection.predictions.jsonl", "decision.json", "train_metrics.json"]
+    assert json.loads((out / "adapted_hh_select.json").read_text()) == {"rows": "hh_select"}
+    assert json.loads((out / "train_metrics.json").read_text()) == {"steps": 720}
