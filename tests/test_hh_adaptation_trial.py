@@ -60,6 +60,10 @@ def test_local_trains_without_ray_and_scores_in_process(splits, monkeypatch, gpu
     assert f"model={trial.STAGE1}" in sets and "max_steps=720" in sets and "lr=0.001" in sets
     assert "launcher=local" in sets and f"use_gpu={str(gpu).lower()}" in sets
     assert f"checkpoint_every={100 if gpu else 10}" in sets
+    # a whole run from stage 1 records the default's held-out curve; an adaptation of the default does not
+    assert f"eval_every={250 if gpu else 100}" in sets and "eval_limit=120" in sets
+    assert f"eval_data={trial.SPLITS / 'labeled_heldout.jsonl.gz'}" in sets
+    assert not any(s.startswith("eval_") for s in trial.train_overrides("hh_adapt_gentle", local=True))
     under_ray = trial.train_overrides("hh_adapt_gentle")
     assert f"model={trial.DEFAULT}" in under_ray and "launcher=local" not in under_ray and "lr=0.0002" in under_ray
 
