@@ -53,7 +53,7 @@ bench: setup
 	$(PY) benchmarks/serve_load.py
 
 lint: setup
-	$(VENV)/bin/ruff check gram_ray tests benchmarks
+	$(VENV)/bin/ruff check gram_ray tests benchmarks scripts
 
 # Regenerate the committed gRPC stubs from protos/ (tests/test_proto.py checks they match).
 proto: setup
