@@ -44,6 +44,20 @@ class CarriedRun:
         local, kept = self.newest(), self.kept()
         return local if local is not None and step_of(local) >= step_of(kept) else kept
 
+    def start(self) -> Path | None:
+        """The checkpoint to continue from (`resume_point`). When that is the committed copy (a fresh
+        machine), the held-out curve it carries is first copied into the run, up to its step, so
+        that the run appends to it and the next snapshot keeps the earlier points."""
+        resume = self.resume_point()
+        carried_curve, curve = self.committed / "curve.jsonl", self.run / "curve.jsonl"
+        if resume is not None and resume == self.kept() and carried_curve.is_file() and not curve.is_file():
+            step = step_of(resume)
+            points = [line for line in carried_curve.read_text().splitlines()
+                      if line.strip() and json.loads(line)["step"] <= step]
+            self.run.mkdir(parents=True, exist_ok=True)
+            curve.write_text("".join(f"{line}\n" for line in points))
+        return resume
+
     def snapshot(self) -> Path | None:
         """Copy the newest local checkpoint (and the run's curve.jsonl, if any) over the committed one,
         atomically (a copy under a temporary name, then a rename); nothing when that is not newer."""

@@ -176,7 +176,7 @@ def make_data(name: str) -> None:
 
 def train(name: str, local: bool = False) -> None:
     """Train (or continue: the newest checkpoint here, else the committed one) up to runs/<trial>/final."""
-    resume = carried(name).resume_point()
+    resume = carried(name).start()
     cmd = [*GRAM_CLI, "train", str(ROOT / "train_configs" / "finetune.yaml")]
     for item in [*train_overrides(name, local), *([f"resume_from={resume}"] if resume else [])]:
         cmd += ["--set", item]

@@ -89,7 +89,7 @@ def resume_point() -> Path | None:
 
 def train(extra: list[str]) -> None:
     make_splits()
-    resume = resume_point()
+    resume = CARRIED.start()
     cmd = [*GRAM_CLI, "train", "train_configs/finetune.yaml"]
     for item in [*RECIPE, *local_training(), *([f"resume_from={resume}"] if resume else []), *extra]:
         cmd += ["--set", item]

@@ -81,3 +81,17 @@ def test_the_default_resumes_from_its_committed_checkpoint(tmp_path, monkeypatch
     (cmd,) = commands
     sets = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"]
     assert f"resume_from={kept}" in sets and "max_steps=720" in sets
+
+
+def test_a_fresh_machine_appends_to_the_carried_curve(carried):
+    write_checkpoint(carried.committed, 200)
+    (carried.committed / "curve.jsonl").write_text('{"step": 100}\n{"step": 200}\n{"step": 300}\n')
+    assert carried.start() == carried.committed
+    # the points up to the checkpoint's step, for the run to append to (a point past it is not the run's)
+    assert (carried.run / "curve.jsonl").read_text() == '{"step": 100}\n{"step": 200}\n'
+    with open(carried.run / "curve.jsonl", "a") as f:
+        f.write('{"step": 300}\n')
+    write_checkpoint(carried.run / "ray" / "run" / "checkpoint_000030", 300)
+    assert carried.start() == carried.run / "ray" / "run" / "checkpoint_000030"  # the run's own: its curve is left alone
+    carried.snapshot()
+    assert (carried.committed / "curve.jsonl").read_text() == '{"step": 100}\n{"step": 200}\n{"step": 300}\n'
