@@ -20,12 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts.ablation import ROOT, SPLITS, make_splits, write_table_into  # noqa: E402
-from scripts.hh_adaptation_trial import HH_SELECT, make_hh_select  # noqa: E402
+from scripts.hh_adaptation_trial import HH_SELECT, ROWS, make_hh_select  # noqa: E402
 
 BUDGET = 256
 HELDOUT = SPLITS / "labeled_heldout.jsonl.gz"
 DEFAULT_EVAL, TRIALS = ROOT / "docs" / "default_eval", ROOT / "docs" / "trials"
-# (judge, rows, predictions, data, offset, how many predictions from the file's start after `skip`)
+# (judge, rows, predictions, data, offset, limit): predictions of exactly those rows of the data
 SOURCES = [
     ("default", "in-domain rows 0–499 (raw)", DEFAULT_EVAL / "labeled_heldout_raw.predictions.jsonl", HELDOUT, 0, 500),
     ("default", "in-domain selection rows 500–799", DEFAULT_EVAL / "labeled_heldout_raw.predictions.jsonl", HELDOUT, 500, 300),
@@ -51,9 +51,8 @@ def trial_predictions(name: str, rows: str) -> Path:
 
 
 # Trials still to be decided, when their predictions exist.
-SOURCES += [(name, label, trial_predictions(name, rows), data, offset, limit)
-            for rows, label, data, offset, limit in (("selection", "in-domain selection rows 500–799", HELDOUT, 500, 300),
-                                                     ("hh_select", "hh selection split", HH_SELECT, 0, None))
+SOURCES += [(name, label, trial_predictions(name, rows), *ROWS[rows])
+            for rows, label in (("selection", "in-domain selection rows 500–799"), ("hh_select", "hh selection split"))
             for name in ("hh_from_stage1", "balanced_from_stage1")]
 START, END = "<!-- length-split:start -->", "<!-- length-split:end -->"
 
