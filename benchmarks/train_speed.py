@@ -5,12 +5,15 @@
     python benchmarks/train_speed.py --steps 5 --lora-last-layers 0   # (2) with full fine-tuning
 
 (1) ``--recipe`` runs ``gram-ray train train_configs/finetune.yaml`` (Ray Train, one worker, the stage-1
-adapter, 256-token budgets, the same labeled pairs in the same order) twice: *before* (the old defaults:
-a worker holding 1 CPU, 4 pairs per padded micro-batch, every sequence run whole) and *after* (the
-worker holds the machine's CPUs, one pair per micro-batch so no padding on a CPU, the judge
-instruction's key/value states computed once per micro-batch and shared). It reports training
-tokens/s from each run's metrics.json (optimizer steps only) and the |Δloss| of the shared-prefix
-loss against the whole-sequence loss on one fixed batch. Ends with ``RESULT speedup=… max_dloss=…``.
+adapter, 256-token budgets, the same labeled pairs in the same order, steps of 4 pairs) four times:
+*before* (the old defaults: a worker holding 1 CPU, 4 pairs per padded micro-batch, every sequence run
+whole); *padded* (the worker holds the machine's CPUs, the judge instruction's key/value states
+computed once per micro-batch and shared, 4 pairs padded together); *pair per micro-batch*
+(``batch_size=1 grad_accum=4``: no padding, but the prefix once per pair); *after* (the defaults:
+``batch_size=4``, the prefix once per micro-batch, each pair's equal-length sequences run on their own
+without padding, ``unpadded: null`` = on a CPU). It reports training tokens/s from each run's
+metrics.json (optimizer steps only) and the |Δloss| of the shared-prefix and unpadded losses against
+the padded whole-sequence loss on one fixed batch. Ends with ``RESULT speedup=… max_dloss=…``.
 
 (a) SFT style: the verdict token as the label of a causal-LM loss, so the model computes
     full-vocabulary logits at every position (``model(input_ids, labels=…)``).
@@ -104,9 +107,10 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     return {"seconds_per_step": seconds, "tokens_per_s": args.batch * args.tokens / seconds, "peak_mb": peak, "device": str(device)}
 
 
-def prefix_loss_delta(root) -> tuple[float, float]:
-    """The verdict loss of one fixed batch of 4 real pairs (both orders) with whole sequences and with
-    the shared judge-instruction prefix (eval mode: no dropout, so the two must agree)."""
+def fixed_batch_losses(root) -> dict[str, float]:
+    """The verdict loss of one fixed batch of 4 real pairs (both orders): padded whole sequences, the
+    shared judge-instruction prefix, and the prefix with each length's sequences unpadded (eval mode:
+    no dropout, so all must agree)."""
     from gram_ray import judge
     from gram_ray.data import read_pairs
     from gram_ray.train.config import TrainConfig
@@ -120,11 +124,28 @@ def prefix_loss_delta(root) -> tuple[float, float]:
     model, tokenizer, _ = build_model(cfg, torch.device("cpu"))
     model.eval()
     ids = judge.VerdictTokens.from_tokenizer(tokenizer).ids
+    prefix = judge.verdict_prefix_ids(tokenizer)
     rows, _ = read_pairs(SPLITS / "labeled_train.jsonl.gz", limit=4)
     batch = verdict_batch(rows, tokenizer, 256, 256)
     with torch.no_grad():
-        return (VerdictLoss(model, ids, 0.1)(batch).item(),
-                VerdictLoss(model, ids, 0.1, judge.verdict_prefix_ids(tokenizer))(batch).item())
+        return {
+            "whole": VerdictLoss(model, ids, 0.1, unpadded=False)(batch).item(),
+            "shared prefix": VerdictLoss(model, ids, 0.1, prefix, unpadded=False)(batch).item(),
+            "shared prefix, unpadded": VerdictLoss(model, ids, 0.1, prefix, unpadded=True)(batch).item(),
+        }
+
+
+def max_dloss(losses: dict[str, float]) -> float:
+    return max(abs(v - losses["whole"]) for v in losses.values())
+
+
+# name → (pairs run through the decoder together, --set items); every run takes steps of 4 pairs
+RECIPE_RUNS = {
+    "before": (4, ["resources_per_worker={CPU: 1}", "batch_size=4", "grad_accum=1", "share_prefix=false", "unpadded=false"]),
+    "padded": (4, ["batch_size=4", "grad_accum=1", "share_prefix=true", "unpadded=false"]),
+    "pair per micro-batch": (1, ["batch_size=1", "grad_accum=4", "share_prefix=true"]),
+    "after": (4, ["batch_size=4", "grad_accum=1", "share_prefix=true"]),
+}
 
 
 def recipe(args: argparse.Namespace) -> None:
@@ -137,15 +158,11 @@ def recipe(args: argparse.Namespace) -> None:
     from scripts.ablation import GRAM_CLI, SPLITS, STAGE1, make_splits
 
     make_splits()
-    runs = {
-        "before": ["resources_per_worker={CPU: 1}", "batch_size=4", "grad_accum=1", "share_prefix=false"],
-        "after": ["batch_size=1", "grad_accum=4", "share_prefix=true"],
-    }
     results = {}
-    for name, sets in runs.items():
-        out = root / "runs" / "bench_train_speed" / name
+    for name, (_, sets) in RECIPE_RUNS.items():
+        out = root / "runs" / "bench_train_speed" / name.replace(" ", "_")
         shutil.rmtree(out, ignore_errors=True)
-        cmd = [GRAM_CLI, "train", "train_configs/finetune.yaml"]
+        cmd = [*GRAM_CLI, "train", "train_configs/finetune.yaml"]
         for item in [f"model={STAGE1}", f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", f"output_dir={out}", "num_workers=1",
                      f"max_steps={args.steps}", "lr=1e-3", "max_prompt_tokens=256", "max_response_tokens=256",
                      f"checkpoint_every={args.steps}", f"log_every={args.steps}", *sets]:
@@ -154,18 +171,22 @@ def recipe(args: argparse.Namespace) -> None:
                        env={**os.environ, "PYTHONPATH": str(root)})
         results[name] = json.loads((out / "metrics.json").read_text())
 
-    whole, shared = prefix_loss_delta(root)
+    losses = fixed_batch_losses(root)
     before, after = results["before"], results["after"]
-    speedup = after["tokens_per_s"] / before["tokens_per_s"]
     print(f"gram-ray train, stage 2 from the stage-1 adapter, {args.steps} steps of 4 pairs (both orders), "
           f"256-token budgets, {os.cpu_count()} CPUs, compute {after['compute_dtype']}, CPU flags {after['cpu_flags']}")
-    print(f"{'run':<8}{'threads':>8}{'pairs/micro-batch':>19}{'shared prefix':>15}{'tokens/s':>10}{'s/step':>8}")
-    for name, m, pairs in (("before", before, 4), ("after", after, 1)):
-        print(f"{name:<8}{m['torch_threads']:>8}{pairs:>19}{m['shared_prefix_tokens']:>15}{m['tokens_per_s']:>10.0f}"
-              f"{m['train_seconds'] / m['steps']:>8.1f}")
-    print(f"loss on a fixed batch: whole sequences {whole:.6f}, shared prefix {shared:.6f}")
-    print(f"RESULT speedup={speedup:.2f} tokens_per_s_before={before['tokens_per_s']:.0f} "
-          f"tokens_per_s_after={after['tokens_per_s']:.0f} max_dloss={abs(whole - shared):.2e}")
+    print(f"{'run':<22}{'threads':>8}{'pairs/forward':>15}{'shared prefix':>15}{'tokens/s':>10}{'s/step':>8}")
+    for name, (pairs, sets) in RECIPE_RUNS.items():
+        m = results[name]
+        unpadded = "unpadded=false" not in sets
+        print(f"{name:<22}{m['torch_threads']:>8}{str(pairs) + (' unpadded' if unpadded and pairs > 1 else ''):>15}"
+              f"{m['shared_prefix_tokens']:>15}{m['tokens_per_s']:>10.0f}{m['train_seconds'] / m['steps']:>8.1f}")
+    print("loss on a fixed batch: " + ", ".join(f"{k} {v:.6f}" for k, v in losses.items()))
+    tps = {name: results[name]["tokens_per_s"] for name in RECIPE_RUNS}
+    print(f"RESULT speedup={tps['after'] / tps['before']:.2f} over_padded={tps['after'] / tps['padded']:.2f} "
+          f"over_pair_per_micro_batch={tps['after'] / tps['pair per micro-batch']:.2f} "
+          + " ".join(f"tokens_per_s_{k.replace(' ', '_').replace('-', '_')}={v:.0f}" for k, v in tps.items())
+          + f" max_dloss={max_dloss(losses):.2e}")
 
 
 def main() -> None:
@@ -184,9 +205,9 @@ def main() -> None:
 
         root = Path(__file__).resolve().parent.parent
         sys.path.insert(0, str(root))
-        whole, shared = prefix_loss_delta(root)
-        print(f"loss on a fixed batch: whole sequences {whole:.6f}, shared prefix {shared:.6f}")
-        print(f"RESULT max_dloss={abs(whole - shared):.2e}")
+        losses = fixed_batch_losses(root)
+        print("loss on a fixed batch: " + ", ".join(f"{k} {v:.6f}" for k, v in losses.items()))
+        print(f"RESULT max_dloss={max_dloss(losses):.2e}")
         return
     if args.recipe:
         recipe(args)

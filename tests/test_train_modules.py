@@ -65,9 +65,10 @@ def test_gradient_checkpointing_with_lora_trains_only_the_adapter(tiny_model_dir
     assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
 
 
-def test_shared_prefix_gives_the_full_sequence_loss_and_gradients(tiny_model_dir, smol_tokenizer):
-    """The judge instruction's states computed once per batch (gradients flowing through them) give
-    the loss and the gradients of running every sequence whole."""
+def test_shared_prefix_and_unpadded_groups_give_the_padded_full_sequence_loss_and_gradients(tiny_model_dir, smol_tokenizer):
+    """The judge instruction's states computed once per batch (gradients flowing through them), and
+    each length's sequences run on their own without padding (the CPU's default), give the loss and
+    the gradients of one padded batch of whole sequences."""
     from gram_ray import judge
     from gram_ray.train.config import TrainConfig
     from gram_ray.train.loop import build_model
@@ -79,20 +80,34 @@ def test_shared_prefix_gives_the_full_sequence_loss_and_gradients(tiny_model_dir
     ids = GramScorer(model, tokenizer, ScorerConfig(dtype="float32")).tokens.ids
     prefix = judge.verdict_prefix_ids(tokenizer)
     assert len(prefix) > 100
-    batch = verdict_batch(ROWS, tokenizer, 64, 16)
-    results = []
-    for module in (VerdictLoss(model, ids, 0.1), VerdictLoss(model, ids, 0.1, prefix)):
+    rows = [*ROWS, PairRow(3, Pair("What is 3+3?", "six, I think", "6"), label="B")]  # row 1's length between equal ones
+    batch = verdict_batch(rows, tokenizer, 64, 16)
+    lengths = batch.lengths.tolist()
+    assert lengths[0] == lengths[1] == lengths[4] == lengths[5] != lengths[2] == lengths[3]  # padding to undo
+    variants = {
+        "padded, whole": VerdictLoss(model, ids, 0.1, unpadded=False),
+        "unpadded, whole": VerdictLoss(model, ids, 0.1, unpadded=True),
+        "padded, shared prefix": VerdictLoss(model, ids, 0.1, prefix, unpadded=False),
+        "unpadded, shared prefix": VerdictLoss(model, ids, 0.1, prefix),  # a CPU's default
+    }
+    assert variants["unpadded, shared prefix"]._shares_prefix(batch)
+    assert [g.tolist() for g in variants["unpadded, shared prefix"]._groups(batch)] == [[0, 1, 4, 5], [2, 3]]
+    assert [g.tolist() for g in variants["padded, whole"]._groups(batch)] == [[0, 1, 2, 3, 4, 5]]
+    results = {}
+    for name, module in variants.items():
         model.zero_grad()
         loss = module(batch)
         loss.backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        results.append((loss.item(), grads))
-    (full_loss, full_grads), (shared_loss, shared_grads) = results
-    assert module._shares_prefix(batch)
-    assert shared_loss == pytest.approx(full_loss, abs=1e-5)
-    assert full_grads.keys() == shared_grads.keys() and full_grads
-    for name, grad in full_grads.items():
-        torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4)
+        results[name] = (loss.item(), module.logits(batch).detach(), grads)
+    full_loss, full_logits, full_grads = results.pop("padded, whole")
+    assert full_grads
+    for name, (loss, logits, grads) in results.items():
+        assert loss == pytest.approx(full_loss, abs=1e-5), name
+        torch.testing.assert_close(logits, full_logits, atol=1e-5, rtol=1e-4)
+        assert grads.keys() == full_grads.keys(), name
+        for param, grad in full_grads.items():
+            torch.testing.assert_close(grads[param], grad, atol=1e-5, rtol=1e-4)
 
 
 def test_lr_schedule_first_update_moves_and_decays_to_zero():

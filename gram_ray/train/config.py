@@ -86,6 +86,11 @@ class TrainConfig(BaseModel):
         True, description="finetune: run the judge instruction once per micro-batch and share its key/value "
         "states (same loss and gradients, less compute; off with gradient checkpointing)",
     )
+    unpadded: bool | None = Field(
+        None, description="finetune: run each set of equal-length sequences of a micro-batch (a pair's two orders) "
+        "on its own, without padding (same loss and gradients); null = on a CPU, where every padded token costs, "
+        "not on a GPU, where one wide batch pays",
+    )
 
     # Held-out curve (finetune): accuracy, position-flip rate and ECE every eval_every steps → curve.jsonl
     eval_data: str | None = Field(None, description="labeled pairs scored during training (a held-out split)")

@@ -46,7 +46,8 @@ STAGES: dict[str, Stage] = {
             "finetune",
             lambda rows, tok, cfg: examples.verdict_batch(
                 rows, tok, cfg.max_prompt_tokens, cfg.max_response_tokens, cfg.both_orders, cfg.soft_labels),
-            lambda model, ids, cfg, prefix: VerdictLoss(model, ids, cfg.label_smoothing, prefix, cfg.order_consistency),
+            lambda model, ids, cfg, prefix: VerdictLoss(model, ids, cfg.label_smoothing, prefix, cfg.order_consistency,
+                                                          cfg.unpadded),
             ("label",), "CAUSAL_LM",
         ),
         Stage(
