@@ -172,7 +172,7 @@ def recipe(args: argparse.Namespace) -> None:
         results[name] = json.loads((out / "metrics.json").read_text())
 
     losses = fixed_batch_losses(root)
-    before, after = results["before"], results["after"]
+    after = results["after"]
     print(f"gram-ray train, stage 2 from the stage-1 adapter, {args.steps} steps of 4 pairs (both orders), "
           f"256-token budgets, {os.cpu_count()} CPUs, compute {after['compute_dtype']}, CPU flags {after['cpu_flags']}")
     print(f"{'run':<22}{'threads':>8}{'pairs/forward':>15}{'shared prefix':>15}{'tokens/s':>10}{'s/step':>8}")
