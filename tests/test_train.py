@@ -300,7 +300,7 @@ def test_overfit_four_pairs_to_the_smoothing_floor(ray_cluster, tmp_path, tiny_m
 
     data = slice_rows("train_labeled.jsonl.gz", 4, tmp_path)
     result = train(config(tmp_path, tiny_model_dir, data, num_workers=1, max_steps=60, lr=1e-2, lora=None,
-                          log_every=10, checkpoint_every=60))
+                          log_every=10, checkpoint_every=60, scheduler="cosine"))
     assert result.metrics["first_loss"] > 0.5
     assert SMOOTHING_FLOOR - 1e-3 < result.metrics["final_loss"] < SMOOTHING_FLOOR + 0.03
 

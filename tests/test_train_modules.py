@@ -7,8 +7,8 @@ from gram_ray.data import PairRow
 from gram_ray.judge import Pair
 from gram_ray.losses import masked_lm_loss, order_consistency_penalty, verdict_loss
 from gram_ray.scorer import GramScorer, ScorerConfig
-from gram_ray.train.examples import pretrain_batch, verdict_batch
-from gram_ray.train.modules import ResponseLMLoss, VerdictLoss
+from gram_ray.train.examples import bt_batch, pretrain_batch, verdict_batch
+from gram_ray.train.modules import BradleyTerryLoss, ResponseLMLoss, VerdictLoss, length_groups
 
 ROWS = [
     PairRow(1, Pair("What is 2+2?", "4", "five, I think"), label="A", prob_a=0.9),
@@ -46,6 +46,44 @@ def test_response_lm_loss_equals_the_full_vocab_masked_loss(tiny_model, smol_tok
     with torch.no_grad():
         full = tiny_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         assert ResponseLMLoss(tiny_model)(batch).item() == pytest.approx(masked_lm_loss(full, batch.labels).item(), abs=1e-5)
+
+
+def _loss_and_grads(model, module, batch):
+    model.zero_grad()
+    loss = module(batch)
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _assert_same(reference, other):
+    (loss, grads), (other_loss, other_grads) = reference, other
+    assert grads and other_loss == pytest.approx(loss, abs=1e-5)
+    assert other_grads.keys() == grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(other_grads[name], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_unpadded_lm_and_bradley_terry_losses_equal_the_padded_batch(smol_tokenizer):
+    """Stage 1 / GRAM-R² (every target token of the micro-batch averaged) and the Bradley-Terry
+    baseline (rewards back in row order) give the padded batch's loss and gradients unpadded."""
+    from conftest import tiny_llama
+    from transformers import LlamaForSequenceClassification
+
+    lm = tiny_llama(smol_tokenizer, seed=1)
+    batch = pretrain_batch(ROWS, smol_tokenizer, 64, 16)
+    assert len(set(batch.lengths.tolist())) == 2
+    _assert_same(_loss_and_grads(lm, ResponseLMLoss(lm, unpadded=False), batch),
+                 _loss_and_grads(lm, ResponseLMLoss(lm), batch))  # a CPU's default: unpadded
+
+    torch.manual_seed(2)
+    bt = LlamaForSequenceClassification(tiny_llama(smol_tokenizer, seed=2, num_labels=1).config)
+    rows = [*ROWS, PairRow(3, Pair("What is 2+2?", "4", "five, I think"), label="A")]  # row 0 again
+    batch = bt_batch(rows, smol_tokenizer, 64, 16)
+    assert [g.tolist() for g in length_groups(batch, None)] == [[0, 4], [1, 5], [2], [3]]  # out of row order
+    padded, unpadded = BradleyTerryLoss(bt, unpadded=False), BradleyTerryLoss(bt)
+    with torch.no_grad():
+        torch.testing.assert_close(unpadded.rewards(batch), padded.rewards(batch), atol=1e-5, rtol=1e-4)
+    _assert_same(_loss_and_grads(bt, padded, batch), _loss_and_grads(bt, unpadded, batch))
 
 
 def test_gradient_checkpointing_with_lora_trains_only_the_adapter(tiny_model_dir, smol_tokenizer):
@@ -91,8 +129,8 @@ def test_shared_prefix_and_unpadded_groups_give_the_padded_full_sequence_loss_an
         "unpadded, shared prefix": VerdictLoss(model, ids, 0.1, prefix),  # a CPU's default
     }
     assert variants["unpadded, shared prefix"]._shares_prefix(batch)
-    assert [g.tolist() for g in variants["unpadded, shared prefix"]._groups(batch)] == [[0, 1, 4, 5], [2, 3]]
-    assert [g.tolist() for g in variants["padded, whole"]._groups(batch)] == [[0, 1, 2, 3, 4, 5]]
+    assert [g.tolist() for g in length_groups(batch, None)] == [[0, 1, 4, 5], [2, 3]]  # a CPU's default
+    assert [g.tolist() for g in length_groups(batch, False)] == [[0, 1, 2, 3, 4, 5]]
     results = {}
     for name, module in variants.items():
         model.zero_grad()

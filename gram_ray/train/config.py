@@ -87,9 +87,9 @@ class TrainConfig(BaseModel):
         "states (same loss and gradients, less compute; off with gradient checkpointing)",
     )
     unpadded: bool | None = Field(
-        None, description="finetune: run each set of equal-length sequences of a micro-batch (a pair's two orders) "
-        "on its own, without padding (same loss and gradients); null = on a CPU, where every padded token costs, "
-        "not on a GPU, where one wide batch pays",
+        None, description="run each set of equal-length sequences of a micro-batch (stage 2: a pair's two orders; "
+        "other stages: as a rule one sequence) on its own, without padding (same loss and gradients); null = on a "
+        "CPU, where every padded token costs, not on a GPU, where one wide batch pays",
     )
 
     # Held-out curve (finetune): accuracy, position-flip rate and ECE every eval_every steps → curve.jsonl

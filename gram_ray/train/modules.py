@@ -8,6 +8,12 @@ materialises full-vocabulary logits where it does not need them:
 * pretrain, reasoner, prover: the lm_head only at positions whose next token is a target (the
   responses; the rationale and verdict);
 * bt: a scalar head on the last token.
+
+Every stage takes ``unpadded`` (default: on a CPU): the sequences of a micro-batch run through the
+decoder in sets of equal length (stage 2: a pair's two orders; otherwise, as a rule, one sequence),
+without padding, and their results are joined. A CPU's cost grows with every padded token (a third
+of a batch of real pairs at 256-token budgets), while a GPU gains more from one wide padded batch
+than it loses to padding. The loss and its gradients are the same either way; only the work differs.
 """
 
 from __future__ import annotations
@@ -36,6 +42,30 @@ from gram_ray.losses import (
 from gram_ray.train.examples import Batch
 
 
+def length_groups(batch: Batch, unpadded: bool | None) -> list[torch.Tensor]:
+    """Row indices run through the decoder together: the whole batch (padded), or one set per length.
+    ``unpadded=None`` means unpadded on a CPU only."""
+    device = batch.input_ids.device
+    if not (unpadded if unpadded is not None else device.type == "cpu"):
+        return [torch.arange(batch.input_ids.shape[0], device=device)]
+    by_length: dict[int, list[int]] = {}
+    for i, n in enumerate(batch.lengths.tolist()):
+        by_length.setdefault(int(n), []).append(i)
+    return [torch.tensor(rows, device=device) for rows in by_length.values()]
+
+
+def in_batch_order(parts: list[torch.Tensor], groups: list[torch.Tensor]) -> torch.Tensor:
+    """Per-group results (rows in group order) back in the batch's row order."""
+    return torch.cat(parts)[torch.argsort(torch.cat(groups))] if len(groups) > 1 else parts[0]
+
+
+def trimmed(batch: Batch, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ids, mask and lengths of ``rows``, cut to the longest of them."""
+    lengths = batch.lengths[rows]
+    width = int(lengths.max())
+    return batch.input_ids[rows, :width], batch.attention_mask[rows, :width], lengths
+
+
 class VerdictLoss(nn.Module):
     """Stage 2: cross-entropy over the "A"/"B" logits at the verdict position, label-smoothed.
 
@@ -45,11 +75,7 @@ class VerdictLoss(nn.Module):
     loss and the gradients equal the full-sequence computation; the forward costs one prefix per
     batch instead of one per sequence.
 
-    ``unpadded`` (default: on a CPU) runs each set of equal-length sequences of the batch (a pair's
-    two orders, as a rule) through the decoder on its own and joins their verdict logits: a CPU's
-    cost grows with every padded token (a third of a batch of 8 real pairs at 256-token budgets),
-    while a GPU gains more from one wide padded batch than it loses to padding. The loss is the
-    same either way; only the work differs.
+    ``unpadded``: see the module's docstring (a pair's two orders run together, unpadded).
     """
 
     def __init__(
@@ -71,17 +97,6 @@ class VerdictLoss(nn.Module):
         prefix = torch.tensor(self.prefix_ids, device=batch.input_ids.device)
         return bool((batch.input_ids[:, :p] == prefix).all())
 
-    def _groups(self, batch: Batch) -> list[torch.Tensor]:
-        """Row indices run through the decoder together: the whole batch, or one set per length."""
-        device = batch.input_ids.device
-        unpadded = self.unpadded if self.unpadded is not None else device.type == "cpu"
-        if not unpadded:
-            return [torch.arange(batch.input_ids.shape[0], device=device)]
-        by_length: dict[int, list[int]] = {}
-        for i, n in enumerate(batch.lengths.tolist()):
-            by_length.setdefault(int(n), []).append(i)
-        return [torch.tensor(rows, device=device) for rows in by_length.values()]
-
     def logits(self, batch: Batch) -> torch.Tensor:
         decoder = decoder_of(self.model)
         p = len(self.prefix_ids) if self._shares_prefix(batch) else 0
@@ -89,12 +104,11 @@ class VerdictLoss(nn.Module):
         if p:
             cache = decoder(input_ids=batch.input_ids[:1, :p], use_cache=True).past_key_values
             prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
-        groups = self._groups(batch)
+        groups = length_groups(batch, self.unpadded)
         lasts = []
         for rows in groups:
-            lengths = batch.lengths[rows]
-            width = int(lengths.max())
-            ids, mask = batch.input_ids[rows, :width], batch.attention_mask[rows, :width]
+            ids, mask, lengths = trimmed(batch, rows)
+            width = ids.shape[1]
             if prefix_kv is None:
                 hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
             else:
@@ -108,7 +122,7 @@ class VerdictLoss(nn.Module):
                     past_key_values=DynamicCache(ddp_cache_data=kv, config=unwrap(self.model).config),
                 ).last_hidden_state
             lasts.append(last_token_hidden(hidden, lengths - p))
-        last = torch.cat(lasts)[torch.argsort(torch.cat(groups))] if len(groups) > 1 else lasts[0]
+        last = in_batch_order(lasts, groups)
         weight, bias = verdict_rows(self.model, self.verdict_ids)
         return verdict_logits(last, weight, bias, unwrap(self.model).config)
 
@@ -121,17 +135,24 @@ class VerdictLoss(nn.Module):
 
 
 class ResponseLMLoss(nn.Module):
-    """Stage 1: next-token loss on the response tokens only (labels are -100 elsewhere)."""
+    """Stage 1: next-token loss on the response tokens only (labels are -100 elsewhere), averaged over
+    every target token of the micro-batch (so the order in which groups run does not matter)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, unpadded: bool | None = None):
         super().__init__()
         self.model = model
+        self.unpadded = unpadded
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        hidden = decoder_of(self.model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
-        keep, targets = next_token_targets(batch.labels.to(hidden.device))
         head = unwrap(self.model).get_output_embeddings()
-        return lm_loss(apply_logit_transforms(head(hidden[:, :-1][keep]).float(), unwrap(self.model).config), targets)
+        logits, targets = [], []
+        for rows in length_groups(batch, self.unpadded):
+            ids, mask, _ = trimmed(batch, rows)
+            hidden = decoder_of(self.model)(input_ids=ids, attention_mask=mask).last_hidden_state
+            keep, group_targets = next_token_targets(batch.labels[rows, : ids.shape[1]].to(hidden.device))
+            logits.append(head(hidden[:, :-1][keep]))
+            targets.append(group_targets)
+        return lm_loss(apply_logit_transforms(torch.cat(logits).float(), unwrap(self.model).config), torch.cat(targets))
 
 
 class BradleyTerryLoss(nn.Module):
@@ -142,12 +163,14 @@ class BradleyTerryLoss(nn.Module):
     than from pad-token detection (see :func:`gram_ray.head.scalar_rewards`).
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, unpadded: bool | None = None):
         super().__init__()
         self.model = model
+        self.unpadded = unpadded
 
     def rewards(self, batch: Batch) -> torch.Tensor:
-        return scalar_rewards(self.model, batch.input_ids, batch.attention_mask, batch.lengths)
+        groups = length_groups(batch, self.unpadded)
+        return in_batch_order([scalar_rewards(self.model, *trimmed(batch, rows)) for rows in groups], groups)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         rewards = self.rewards(batch)

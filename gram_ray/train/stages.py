@@ -39,7 +39,7 @@ STAGES: dict[str, Stage] = {
         Stage(
             "pretrain",
             lambda rows, tok, cfg: examples.pretrain_batch(rows, tok, cfg.max_prompt_tokens, cfg.max_response_tokens),
-            lambda model, ids, cfg, prefix: ResponseLMLoss(model),
+            lambda model, ids, cfg, prefix: ResponseLMLoss(model, cfg.unpadded),
             (), "CAUSAL_LM",
         ),
         Stage(
@@ -53,13 +53,13 @@ STAGES: dict[str, Stage] = {
         Stage(
             "bt",
             lambda rows, tok, cfg: examples.bt_batch(rows, tok, cfg.max_prompt_tokens, cfg.max_response_tokens),
-            lambda model, ids, cfg, prefix: BradleyTerryLoss(model),
+            lambda model, ids, cfg, prefix: BradleyTerryLoss(model, cfg.unpadded),
             ("label",), "SEQ_CLS",
         ),
         # GRAM-R²: the loss covers the generated reply (rationale and verdict, or the rationale).
-        Stage("reasoner", _rationale_batch("reasoner"), lambda model, ids, cfg, prefix: ResponseLMLoss(model),
+        Stage("reasoner", _rationale_batch("reasoner"), lambda model, ids, cfg, prefix: ResponseLMLoss(model, cfg.unpadded),
               ("label", "rationale"), "CAUSAL_LM"),
-        Stage("prover", _rationale_batch("prover"), lambda model, ids, cfg, prefix: ResponseLMLoss(model),
+        Stage("prover", _rationale_batch("prover"), lambda model, ids, cfg, prefix: ResponseLMLoss(model, cfg.unpadded),
               ("label", "rationale"), "CAUSAL_LM"),
     )
 }
