@@ -83,12 +83,12 @@ class VerdictLoss(nn.Module):
         order_consistency: float = 0.0, unpadded: bool | None = None,
     ):
         super().__init__()
-        self.unpadded = unpadded
         self.model = model
         self.verdict_ids = verdict_ids
         self.label_smoothing = label_smoothing
         self.prefix_ids = list(prefix_ids or [])
         self.order_consistency = order_consistency
+        self.unpadded = unpadded
 
     def _shares_prefix(self, batch: Batch) -> bool:
         p = len(self.prefix_ids)
