@@ -102,6 +102,8 @@ class VerdictLoss(nn.Module):
         p = len(self.prefix_ids) if self._shares_prefix(batch) else 0
         prefix_kv = None
         if p:
+            from transformers import DynamicCache
+
             cache = decoder(input_ids=batch.input_ids[:1, :p], use_cache=True).past_key_values
             prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
         groups = length_groups(batch, self.unpadded)
@@ -112,8 +114,6 @@ class VerdictLoss(nn.Module):
             if prefix_kv is None:
                 hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
             else:
-                from transformers import DynamicCache
-
                 n = len(rows)
                 kv = [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv]
                 positions = (torch.arange(width - p, device=ids.device) + p).unsqueeze(0).expand(n, -1)
