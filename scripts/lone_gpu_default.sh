@@ -7,6 +7,13 @@
 #   STEPS=720 bash scripts/lone_gpu_default.sh run  # install, then train, snapshot, publish, calibrate, report, evaluate
 #   TRIAL="hh_from_stage1 balanced_from_stage1" bash scripts/lone_gpu_default.sh trial  # install, then each
 #                                                   # trial with scripts/hh_adaptation_trial.py --local
+#   TRIAL="..." bash scripts/lone_gpu_default.sh payload-trial  # a leaner payload for `trial` (~116 MB): the
+#                                                   # trials' mixes instead of the whole labeled train split
+#   bash scripts/lone_gpu_default.sh payload-eval   # the payload for `evaluate` (~112 MB): held-out splits, dev sets
+#   bash scripts/lone_gpu_default.sh evaluate       # install, then calibrate and evaluate gram_ray/models/default
+#                                                   # (results.tar.gz: its calibration.json and the evaluations)
+#   PARALLEL=1 TRIAL_TIMEOUT_S=520 TRIAL="..." bash scripts/lone_gpu_default.sh trial  # the trials side by side
+#                                                   # on the one GPU, each stopped after 520 s if not done
 #
 # `run` leaves what to bring back in $OUT (default /tmp/out): checkpoint.tar.gz (checkpoints/default,
 # ~14 MB: commit it) and results.tar.gz (the adapter with its calibration, the evaluations, the
@@ -35,6 +42,40 @@ payload() {
   ls -la .dev/payload.tar
 }
 
+# The payload for `trial` alone: each trial's mix (made here, where it is made for the CPU runs too) and
+# the splits it is judged on, without the 23 MB labeled train split and the dev sets it does not read.
+payload_trial() {
+  local build=.dev/build name
+  rm -rf "$build" && mkdir -p "$build/whl" "$build/data" "$build/shared_data"
+  # shellcheck disable=SC2086
+  $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d "$build/whl" $WHEELS || exit 2
+  for name in ${TRIAL:-hh_from_stage1}; do
+    .venv/bin/python -c "import sys; sys.path.insert(0, '.'); from scripts.hh_adaptation_trial import make_data; make_data('$name')" || exit 2
+    cp "runs/data/${name}_mix.jsonl.gz" "$build/data/"
+  done
+  cp runs/data/hh_*.jsonl.gz runs/data/labeled_heldout.jsonl.gz "$build/data/"
+  tar cf .dev/payload.tar -C "$build" . && rm -rf "$build"
+  ls -la .dev/payload.tar
+}
+
+# The payload for `evaluate` alone: the held-out splits it judges and the dev sets, no train split.
+payload_eval() {
+  local build=.dev/build
+  rm -rf "$build" && mkdir -p "$build/whl" "$build/data" "$build/shared_data"
+  # shellcheck disable=SC2086
+  $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d "$build/whl" $WHEELS || exit 2
+  .venv/bin/python -c "import sys; sys.path.insert(0, '.'); from scripts.ablation import make_splits; make_splits()" || exit 2
+  cp runs/data/*_heldout.jsonl.gz runs/data/hh_train.jsonl.gz runs/data/labeled_train.jsonl.gz "$build/data/" 2>/dev/null
+  rm -f "$build/data/labeled_train.jsonl.gz"  # make_splits() skips when both held-out splits exist
+  cp ../shared/data/dev_*.jsonl.gz "$build/shared_data/"
+  tar cf .dev/payload.tar -C "$build" . && rm -rf "$build"
+  ls -la .dev/payload.tar
+}
+
 install() {
   mkdir -p /tmp/payload
   tar xf .dev/payload.tar -C /tmp/payload || exit 3
@@ -43,7 +84,7 @@ install() {
     export PYTHONPATH=/tmp/site:$ROOT GRAM_RAY_CACHE=${GRAM_RAY_CACHE:-/tmp/cache}
   fi
   export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-  mkdir -p runs/data ../shared/data && cp /tmp/payload/data/* runs/data/ && cp /tmp/payload/shared_data/* ../shared/data/
+  mkdir -p runs/data ../shared/data && cp /tmp/payload/data/* runs/data/ && find /tmp/payload/shared_data -type f -exec cp {} ../shared/data/ \;
   $PY -m gram_ray.cli model prepare smollm2-135m > /dev/null || exit 5
 }
 
@@ -65,31 +106,82 @@ run() {
   return $rc
 }
 
-# Trials of scripts/hh_adaptation_trial.py (train, evaluate, decide), one after another: TRIAL names
-# one or several ("hh_from_stage1 balanced_from_stage1"). $OUT/trial.tar.gz holds each one's
-# decision, evaluations and adapter (runs/<trial>/final; the checkpoints stay behind).
-trial() {
-  local out=${OUT:-/tmp/out} names=${TRIAL:-hh_from_stage1} rc=0 name t0
+# Calibrate and evaluate the adapter in gram_ray/models/default (one trained elsewhere and copied in):
+# the last two steps of `run`, fp32 scoring in this process.
+evaluate() {
+  local out=${OUT:-/tmp/out} rc=0 step t0
   t0=$(date +%s)
   mkdir -p "$out"
   install
+  for step in --calibrate --evaluate; do
+    $PY scripts/train_default.py --local "$step" || { rc=$?; echo "[lone-gpu] $step failed (exit $rc)"; }
+    echo "[lone-gpu] $step done at $(( $(date +%s) - t0 ))s"
+  done
+  tar czf "$out/results.tar.gz" --ignore-failed-read gram_ray/models/default runs/default/eval 2>/dev/null
+  ls -la "$out"
+  return $rc
+}
+
+# Trials of scripts/hh_adaptation_trial.py (train, evaluate, decide): TRIAL names one or several
+# ("hh_from_stage1 balanced_from_stage1"), run one after another, or side by side with PARALLEL=1 (a
+# 135M judge's step is bound by kernel launches, not by the GPU's arithmetic: two runs share one GPU at
+# little cost to each). TRIAL_TIMEOUT_S stops a trial that has not finished by then. $OUT/<trial>.tar.gz
+# holds its decision, evaluations and adapter (runs/<trial>/final), $OUT/<trial>.checkpoint.tar.gz its
+# newest checkpoint as checkpoints/<trial> (commit it: a run stopped short continues from it on a CPU),
+# $OUT/<trial>.log its output.
+trial() {
+  local out=${OUT:-/tmp/out} names=${TRIAL:-hh_from_stage1} rc=0 name t0 pids=()
+  t0=$(date +%s)
+  mkdir -p "$out"
+  install
+  # The default's evaluation on the hh selection split, shared by every trial's decision: the committed
+  # one (made with the first trial), so that all trials are compared with the same figure and parallel
+  # trials do not race to make it.
+  local shared=runs/hh_adapt/eval/default/hh_select recorded=docs/trials/hh_adapt_from_default
+  if [ ! -f "$shared/metrics.json" ] && [ -f "$recorded/default_hh_select.json" ]; then
+    mkdir -p "$shared" && cp "$recorded/default_hh_select.json" "$shared/metrics.json" \
+      && cp "$recorded/default_hh_select.predictions.jsonl" "$shared/predictions.jsonl"
+  fi
   for name in $names; do
     # A GPU makes the whole run in minutes: start it fresh, as the shipped default was made (one GPU,
     # bf16 autocast throughout), rather than from a CPU session's committed checkpoint (this copy only).
     rm -rf "checkpoints/$name"
-    $PY scripts/hh_adaptation_trial.py --trial "$name" --local || { rc=$?; echo "[lone-gpu] trial $name failed (exit $rc)"; }
-    echo "[lone-gpu] trial $name done at $(( $(date +%s) - t0 ))s"
+    if [ -n "${PARALLEL:-}" ]; then
+      timeout "${TRIAL_TIMEOUT_S:-0}" $PY scripts/hh_adaptation_trial.py --trial "$name" --local > "$out/$name.log" 2>&1 &
+      pids+=($!)
+    else
+      timeout "${TRIAL_TIMEOUT_S:-0}" $PY scripts/hh_adaptation_trial.py --trial "$name" --local 2>&1 | tee "$out/$name.log"
+      [ "${PIPESTATUS[0]}" = 0 ] || { rc=1; echo "[lone-gpu] trial $name failed"; }
+      echo "[lone-gpu] trial $name done at $(( $(date +%s) - t0 ))s"
+    fi
   done
-  # shellcheck disable=SC2046
-  tar czf "$out/trial.tar.gz" --ignore-failed-read runs/hh_adapt/eval $(for name in $names; do
-    echo "runs/$name/decision.json runs/$name/eval runs/$name/final runs/$name/metrics.json"; done) 2>/dev/null
+  if [ -n "${PARALLEL:-}" ]; then
+    local i=0
+    for name in $names; do
+      wait "${pids[$i]}" || { rc=1; echo "[lone-gpu] trial $name failed (see $name.log)"; }
+      echo "[lone-gpu] trial $name done at $(( $(date +%s) - t0 ))s"; tail -n 40 "$out/$name.log"
+      i=$((i + 1))
+    done
+  fi
+  for name in $names; do
+    # The newest checkpoint (the last step's, when the run finished) as checkpoints/<trial>: its
+    # optimizer state lets the run continue or be extended elsewhere; a file of its own (~15 MB) to stay
+    # under the tool's 16 MiB a file.
+    $PY scripts/hh_adaptation_trial.py --trial "$name" --snapshot || true
+    tar czf "$out/$name.tar.gz" --ignore-failed-read "runs/$name/decision.json" "runs/$name/eval" "runs/$name/final" \
+      "runs/$name/metrics.json" "runs/$name/curve.jsonl" 2>/dev/null
+    [ -d "checkpoints/$name" ] && tar czf "$out/$name.checkpoint.tar.gz" "checkpoints/$name"
+  done
   ls -la "$out"
   return $rc
 }
 
 case "${1:-}" in
   payload) payload ;;
+  payload-trial) payload_trial ;;
+  payload-eval) payload_eval ;;
+  evaluate) evaluate ;;
   run) run ;;
   trial) trial ;;
-  *) echo "usage: bash scripts/lone_gpu_default.sh payload|run|trial" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/lone_gpu_default.sh payload|payload-trial|payload-eval|run|trial|evaluate" >&2; exit 2 ;;
 esac

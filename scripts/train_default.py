@@ -15,17 +15,22 @@
 
 Recipe (MODEL_CARD.md): stage 2 from the shipped stage-1 adapter (`gram_ray/models/stage1-smollm2-135m`),
 verdict loss with label smoothing 0.1, each pair in both orders, 8 pairs per step (one micro-batch),
-720 steps, lr 1e-3 with a 3% warm-up and cosine decay, questions and responses cut to 256 tokens (the budgets the service then scores
-at, read from the model's gram_training.json). The run writes `runs/default/curve.jsonl` (accuracy,
-position-flip rate and ECE on 120 in-domain held-out pairs every `EVAL_EVERY` steps, beside the
-"longer visible response" baseline on the same rows).
+720 steps, lr 1e-3 with a 3% warm-up and cosine decay, questions and responses cut to 256 tokens (the
+budgets the service then scores at, read from the model's gram_training.json), on the `hh_from_stage1`
+mix of scripts/hh_adaptation_trial.py: 4,488 labeled pairs and the 561 hh-harmless adaptation rows
+twice (5,610 rows, made on first use from the by-prompt splits). That trial passed the bar set before
+it ran (scripts/hh_adaptation_trial.py BAR; docs/trials/hh_from_stage1/) and its adapter, trained on
+one H200 (`scripts/lone_gpu_default.sh trial`), is the shipped one. The run writes
+`runs/default/curve.jsonl` (accuracy, position-flip rate and ECE on 120 in-domain held-out pairs every
+`EVAL_EVERY` steps, beside the "longer visible response" baseline on the same rows).
 
 Resuming: a run continues from, in this order, the newest checkpoint under runs/default (this machine),
 or the committed `checkpoints/default/` (a fresh clone: adapter, optimizer, schedule and data
 position, a few MB). `--snapshot` refreshes that committed copy; commit it before a session ends.
-The committed checkpoint is the shipped run's last (step 720 of 720), so on a fresh clone `make
-model` trains nothing and re-publishes, calibrates and evaluates it; on a 2-core CPU each step takes
-~40 s, on one H100 ~0.27 s (scripts/lone_gpu_default.sh runs it on a GPU machine without Ray).
+The GPU call that made the shipped adapter did not bring its optimizer state back, so the committed
+checkpoint is the same recipe's CPU run (fp32, no Ray), carried across sessions: `make model` on a
+fresh clone continues it to step 720 and then publishes, calibrates and evaluates *that* run's
+adapter in place of the shipped one. On a 2-core CPU a step takes ~25 s, on one H100 or H200 ~0.3 s.
 """
 
 from __future__ import annotations
@@ -53,15 +58,17 @@ from scripts.ablation import (  # noqa: E402
 )
 from scripts.ablation import local_training as ablation_local_training  # noqa: E402
 from scripts.carried_checkpoint import CarriedRun, step_of  # noqa: E402
+from scripts.hh_adaptation_trial import make_data, mix_path  # noqa: E402
 
 RUN = ROOT / "runs" / "default"
 COMMITTED = ROOT / "checkpoints" / "default"
 CARRIED = CarriedRun(RUN, COMMITTED)
 SHIPPED = ROOT / "gram_ray" / "models" / "default"
-STEPS = 720  # the shipped run: 5,760 pairs (a quarter of the training split), ~4 min on one H100
+STEPS = 720  # the shipped run: 5,760 pairs seen (the mix once, plus 150 rows of a second pass), ~4 min on one GPU
+MIX = "hh_from_stage1"  # the trial whose data mix the shipped run trains on
 EVAL_EVERY = 100  # a curve point costs ~7 min of evaluation on 2 cores; every 100 steps keeps that under a quarter of the run
 RECIPE = [
-    f"model={STAGE1}", f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", f"eval_data={SPLITS / 'labeled_heldout.jsonl.gz'}",
+    f"model={STAGE1}", f"data=[{mix_path(MIX)}]", f"eval_data={SPLITS / 'labeled_heldout.jsonl.gz'}",
     f"output_dir={RUN}", "num_workers=1", f"max_steps={STEPS}", "batch_size=8", "grad_accum=1", "lr=1.0e-3",
     "warmup_ratio=0.03", "scheduler=cosine", "label_smoothing=0.1", "max_prompt_tokens=256", "max_response_tokens=256",
     "checkpoint_every=10", "keep_checkpoints=2", "log_every=5", f"eval_every={EVAL_EVERY}", "eval_limit=120",
@@ -88,7 +95,7 @@ def resume_point() -> Path | None:
 
 
 def train(extra: list[str]) -> None:
-    make_splits()
+    make_data(MIX)  # the by-prompt splits, then the mix (each made once)
     resume = CARRIED.start()
     cmd = [*GRAM_CLI, "train", "train_configs/finetune.yaml"]
     for item in [*RECIPE, *local_training(), *([f"resume_from={resume}"] if resume else []), *extra]:
