@@ -3,8 +3,8 @@
     python scripts/length_split.py   # prints the table and writes it into MODEL_CARD.md
 
 The labels of train_labeled favour the longer response, so in-domain accuracy mostly measures
-length. For each judge whose per-pair predictions are committed (or, for a trial in progress, under
-runs/), this scores the same verdicts apart on the pairs where the longer visible response (both cut
+length. For each judge whose per-pair predictions are committed (docs/default_eval/, docs/trials/,
+docs/ablation/), this scores the same verdicts apart on the pairs where the longer visible response (both cut
 to 256 tokens, the budget every one of these judges was trained and scored at) is the better one and
 where the shorter is, with `gram_ray.eval.metrics.length_split` (what `gram-ray eval` now reports in
 metrics.json). A length detector scores 1 and 0 there; a judge that reads the content scores well on both.
@@ -25,17 +25,24 @@ from scripts.hh_adaptation_trial import HH_SELECT, ROWS, make_hh_select  # noqa:
 BUDGET = 256
 HELDOUT = SPLITS / "labeled_heldout.jsonl.gz"
 DEFAULT_EVAL, TRIALS = ROOT / "docs" / "default_eval", ROOT / "docs" / "trials"
-# (judge, rows, predictions, data, offset, limit): predictions of exactly those rows of the data
-SOURCES = [
-    ("default", "in-domain rows 0–499 (raw)", DEFAULT_EVAL / "labeled_heldout_raw.predictions.jsonl", HELDOUT, 0, 500),
-    ("default", "in-domain selection rows 500–799", DEFAULT_EVAL / "labeled_heldout_raw.predictions.jsonl", HELDOUT, 500, 300),
-    ("hh_adapt", "in-domain selection rows 500–799", TRIALS / "hh_adapt_from_default" / "adapted_selection.predictions.jsonl", HELDOUT, 500, 300),
-    ("hh_adapt_gentle", "in-domain selection rows 500–799", TRIALS / "hh_adapt_gentle" / "adapted_selection.predictions.jsonl", HELDOUT, 500, 300),
-    ("default", "hh-harmless held-out (calibrated, as reported)", DEFAULT_EVAL / "hh_heldout.predictions.jsonl", SPLITS / "hh_heldout.jsonl.gz", 0, None),
-    ("default", "hh selection split", TRIALS / "hh_adapt_from_default" / "default_hh_select.predictions.jsonl", HH_SELECT, 0, None),
-    ("hh_adapt", "hh selection split", TRIALS / "hh_adapt_from_default" / "adapted_hh_select.predictions.jsonl", HH_SELECT, 0, None),
-    ("hh_adapt_gentle", "hh selection split", TRIALS / "hh_adapt_gentle" / "adapted_hh_select.predictions.jsonl", HH_SELECT, 0, None),
-]
+# (judge, rows, predictions, data, offset, limit): predictions of exactly those rows of the data.
+# `default` is the shipped judge (the hh_from_stage1 trial's adapter); `labeled-only default` the one it
+# replaced (720 steps on labeled pairs alone), whose evaluations are kept in docs/default_eval/labeled_only_720_steps.
+PREVIOUS = DEFAULT_EVAL / "labeled_only_720_steps"
+SOURCES = []
+for judge, evals, hh_select in (("default", DEFAULT_EVAL, TRIALS / "hh_from_stage1" / "adapted_hh_select.predictions.jsonl"),
+                                ("labeled-only default", PREVIOUS, TRIALS / "hh_adapt_from_default" / "default_hh_select.predictions.jsonl")):
+    SOURCES += [
+        (judge, "in-domain rows 0–499 (raw)", evals / "labeled_heldout_raw.predictions.jsonl", HELDOUT, 0, 500),
+        (judge, "in-domain selection rows 500–799", evals / "labeled_heldout_raw.predictions.jsonl", HELDOUT, 500, 300),
+        (judge, "hh-harmless held-out (calibrated, as reported)", evals / "hh_heldout.predictions.jsonl", SPLITS / "hh_heldout.jsonl.gz", 0, None),
+        (judge, "hh selection split", hh_select, HH_SELECT, 0, None),
+    ]
+# The trials that did not ship (each from its recorded predictions, docs/trials/<trial>/).
+SOURCES += [(name, label, TRIALS / folder / f"adapted_{rows}.predictions.jsonl", *ROWS[rows])
+            for name, folder in (("hh_adapt", "hh_adapt_from_default"), ("hh_adapt_gentle", "hh_adapt_gentle"),
+                                 ("balanced_from_stage1", "balanced_from_stage1"))
+            for rows, label in (("selection", "in-domain selection rows 500–799"), ("hh_select", "hh selection split"))]
 # The ablation's variants at 480 pairs (scripts/ablation.py), on its in-domain and hh-harmless rows.
 ABLATION = ROOT / "docs" / "ablation" / "eval"
 SOURCES += [(f"ablation {v}", rows, ABLATION / v / name / "predictions.jsonl", data, 0, limit)
@@ -44,16 +51,6 @@ SOURCES += [(f"ablation {v}", rows, ABLATION / v / name / "predictions.jsonl", d
             for v in ("finetune_only", "gram", "bt_baseline")]
 
 
-def trial_predictions(name: str, rows: str) -> Path:
-    """A trial's predictions: recorded (docs/trials, `--record`), else where the run left them."""
-    recorded = TRIALS / name / f"adapted_{rows}.predictions.jsonl"
-    return recorded if recorded.is_file() else ROOT / "runs" / name / "eval" / "adapted" / rows / "predictions.jsonl"
-
-
-# Trials still to be decided, when their predictions exist.
-SOURCES += [(name, label, trial_predictions(name, rows), *ROWS[rows])
-            for rows, label in (("selection", "in-domain selection rows 500–799"), ("hh_select", "hh selection split"))
-            for name in ("hh_from_stage1", "balanced_from_stage1")]
 START, END = "<!-- length-split:start -->", "<!-- length-split:end -->"
 
 

@@ -4,6 +4,7 @@
     python scripts/train_default.py --snapshot   # copy the newest checkpoint into checkpoints/default (commit it)
     python scripts/train_default.py --publish    # export the newest checkpoint as gram_ray/models/default
     python scripts/train_default.py --report     # the held-out curve as a table and plot in MODEL_CARD.md
+    python scripts/train_default.py --report --curve docs/default_eval/curve.jsonl  # the shipped run's curve
     python scripts/train_default.py --calibrate  # fit the shipped model's calibration, report held-out rows 0-499
     python scripts/train_default.py --evaluate   # the out-of-distribution sets, beside the length baseline
     python scripts/train_default.py --train      # only train
@@ -130,15 +131,18 @@ CURVE_START, CURVE_END = "<!-- default-curve:start -->", "<!-- default-curve:end
 CURVE_PNG = ROOT / "docs" / "default_curve.png"
 
 
-def curve_rows() -> list[dict]:
-    """The held-out curve so far: this machine's run, else the committed copy."""
-    for path in (RUN / "curve.jsonl", COMMITTED / "curve.jsonl"):
-        if path.is_file():
-            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+SHIPPED_CURVE = ROOT / "docs" / "default_eval" / "curve.jsonl"  # the shipped adapter's run (H200)
+
+
+def curve_rows(path: Path | None = None) -> list[dict]:
+    """The held-out curve: `path`, else this machine's run so far, else the committed checkpoint's."""
+    for candidate in ([path] if path else [RUN / "curve.jsonl", COMMITTED / "curve.jsonl"]):
+        if candidate.is_file():
+            return [json.loads(line) for line in candidate.read_text().splitlines() if line.strip()]
     return []
 
 
-def report() -> None:
+def report(path: Path | None = None) -> None:
     """The curve as a table between the default-curve markers of MODEL_CARD.md, and a plot."""
     import matplotlib
 
@@ -148,7 +152,7 @@ def report() -> None:
     from gram_ray.data import atomic_writer
     from scripts.ablation import write_table_into
 
-    rows = curve_rows()
+    rows = curve_rows(path)
     if not rows:
         raise SystemExit("no curve yet (runs/default/curve.jsonl or checkpoints/default/curve.jsonl)")
     lines = ["| step | pairs seen | train loss | held-out accuracy (95% CI) | flip rate | ECE | longer-response baseline | n |",
@@ -294,6 +298,9 @@ def main() -> None:
     parser.add_argument("--snapshot", action="store_true", help="only copy the newest checkpoint to checkpoints/default")
     parser.add_argument("--publish", action="store_true", help="only export the newest checkpoint as the shipped model")
     parser.add_argument("--report", action="store_true", help="only write the curve into MODEL_CARD.md")
+    parser.add_argument("--curve", type=Path, default=None,
+                        help=f"with --report: this curve.jsonl (e.g. {SHIPPED_CURVE.relative_to(ROOT)}, the shipped run's) "
+                             "instead of this machine's run or the committed checkpoint's")
     parser.add_argument("--calibrate", action="store_true", help="only fit the shipped model's calibration and report held-out rows")
     parser.add_argument("--reuse", action="store_true", help="with --calibrate: reuse the raw held-out predictions if present")
     parser.add_argument("--evaluate", action="store_true", help="only evaluate the shipped model out of distribution")
@@ -314,7 +321,7 @@ def main() -> None:
     elif args.publish:
         publish()
     elif args.report:
-        report()
+        report(args.curve)
     elif args.calibrate:
         calibrate(reuse=args.reuse)
         eval_table()
