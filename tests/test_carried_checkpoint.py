@@ -74,13 +74,29 @@ def test_the_default_resumes_from_its_committed_checkpoint(tmp_path, monkeypatch
 
     kept = write_checkpoint(tmp_path / "checkpoints" / "default", 720)
     monkeypatch.setattr(train_default, "CARRIED", CarriedRun(tmp_path / "runs" / "default", kept))
-    monkeypatch.setattr(train_default, "make_splits", lambda: None)
+    made = []
+    monkeypatch.setattr(train_default, "make_data", made.append)  # the splits and the mix, made once
     commands = []
     monkeypatch.setattr(train_default.subprocess, "run", lambda cmd, **kw: commands.append(cmd))
     train_default.train([])
     (cmd,) = commands
     sets = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"]
     assert f"resume_from={kept}" in sets and "max_steps=720" in sets
+    # the shipped recipe trains on the hh_from_stage1 trial's mix, which train() makes first
+    assert made == ["hh_from_stage1"] and f"data=[{trial.mix_path('hh_from_stage1')}]" in sets
+
+
+def test_the_report_shows_the_curve_it_is_given(tmp_path, monkeypatch):
+    from scripts import train_default
+
+    shipped = tmp_path / "shipped_curve.jsonl"
+    shipped.write_text('{"step": 720}\n')
+    run = tmp_path / "runs" / "default"
+    run.mkdir(parents=True)
+    (run / "curve.jsonl").write_text('{"step": 10}\n')
+    monkeypatch.setattr(train_default, "RUN", run)
+    assert [r["step"] for r in train_default.curve_rows()] == [10]  # this machine's run first
+    assert [r["step"] for r in train_default.curve_rows(shipped)] == [720]  # --report --curve PATH
 
 
 def test_a_fresh_machine_appends_to_the_carried_curve(carried):
