@@ -75,12 +75,16 @@ TRIALS = {
     # warm-up) with the adaptation rows in the data from the start rather than after the fact: each hh
     # row twice (1,122) among 4,488 labeled rows, a fifth of the 5,610-row mix. ~4 min on one H100;
     # ~5 h on the 2-core CPU (~25 s a step unpadded; ~48 s padded), over sessions (`--snapshot` before each ends, commit checkpoints/).
+    # 2026-11-27: passed every check on one H200 (selection 0.857, flip 0.080; hh selection 0.636 against
+    # the default's 0.493 and length's 0.500) and ships as `default` (scripts/train_default.py trains on its mix).
     "hh_from_stage1": Trial(labeled_per_hh=4.0, lr=1.0e-3, start=STAGE1, steps=720, warmup_ratio=0.03, hh_copies=2),
     # Set 2026-11-27, before it ran, after scripts/length_split.py showed the default at chance in domain
     # where the shorter response is the better one (0.553 on the selection rows, n=85) and a length
     # detector on hh-harmless (its verdict is the longer response on 93% of the hh selection split):
     # hh_from_stage1 with a third of the labeled rows ones whose better response is the shorter (15%
     # of train_labeled), so that length stops being the cheapest cue. ~5 h on the 2-core CPU, or one GPU call.
+    # 2026-11-27, H200, beside hh_from_stage1: rejected (selection 0.823 < 0.83, flip 0.210 > 0.12; hh
+    # selection 0.629); in domain shorter-wins pairs rose (0.565 -> 0.624), longer-wins ones fell (0.976 -> 0.905).
     "balanced_from_stage1": Trial(labeled_per_hh=4.0, lr=1.0e-3, start=STAGE1, steps=720, warmup_ratio=0.03,
                                   hh_copies=2, shorter_wins_share=1 / 3),
 }
