@@ -63,17 +63,27 @@ install() {
   $PY -m gram_ray.cli model prepare smollm2-135m > /dev/null || exit 5
 }
 
+# `scripts/train_default.py --local` once per step (ARGS -- STEP...), so that one failing step does not
+# cost the others; returns the last failure's exit status.
+default_steps() {
+  local t0=$1 args=() step rc=0
+  shift
+  while [ "$1" != "--" ]; do args+=("$1"); shift; done
+  shift
+  for step in "$@"; do
+    $PY scripts/train_default.py --local "${args[@]}" "$step" || { rc=$?; echo "[lone-gpu] $step failed (exit $rc)"; }
+    echo "[lone-gpu] $step done at $(( $(date +%s) - t0 ))s"
+  done
+  return $rc
+}
+
 run() {
   local out=${OUT:-/tmp/out} steps=${STEPS:-720} t0
   t0=$(date +%s)
   mkdir -p "$out"
   install
-  local rc=0 step
-  # The steps of `make model` one by one, so that one failing step does not cost the others.
-  for step in --train --snapshot --publish --calibrate --report --evaluate; do
-    $PY scripts/train_default.py --local --steps "$steps" "$step" || { rc=$?; echo "[lone-gpu] $step failed (exit $rc)"; }
-    echo "[lone-gpu] $step done at $(( $(date +%s) - t0 ))s"
-  done
+  local rc=0
+  default_steps "$t0" --steps "$steps" -- --train --snapshot --publish --calibrate --report --evaluate || rc=$?
   tar czf "$out/checkpoint.tar.gz" checkpoints/default
   tar czf "$out/results.tar.gz" --ignore-failed-read gram_ray/models/default runs/default/eval runs/default/curve.jsonl \
     runs/default/metrics.json runs/default_curve.md docs/default_curve.png MODEL_CARD.md 2>/dev/null
@@ -84,14 +94,11 @@ run() {
 # Calibrate and evaluate the adapter in gram_ray/models/default (one trained elsewhere and copied in):
 # the last two steps of `run`, fp32 scoring in this process.
 evaluate() {
-  local out=${OUT:-/tmp/out} rc=0 step t0
+  local out=${OUT:-/tmp/out} rc=0 t0
   t0=$(date +%s)
   mkdir -p "$out"
   install
-  for step in --calibrate --evaluate; do
-    $PY scripts/train_default.py --local "$step" || { rc=$?; echo "[lone-gpu] $step failed (exit $rc)"; }
-    echo "[lone-gpu] $step done at $(( $(date +%s) - t0 ))s"
-  done
+  default_steps "$t0" -- --calibrate --evaluate || rc=$?
   tar czf "$out/results.tar.gz" --ignore-failed-read gram_ray/models/default runs/default/eval 2>/dev/null
   ls -la "$out"
   return $rc
