@@ -289,18 +289,22 @@ CLAIMS = [("gram", "finetune_only"), ("gram", "gram_no_smoothing"), ("gram", "bt
           ("shipped_default", "bt_shipped_budget")]
 
 
+def correct_by_row(predictions: Path) -> dict[tuple, bool]:
+    """Whether each row of a predictions.jsonl was judged right, keyed by its place in the file and
+    pair (ids repeat: one prompt, several pairs), so that two judges' rows can be paired."""
+    from gram_ray.judge import verdict
+
+    rows = [json.loads(x) for x in predictions.read_text().splitlines() if x.strip()]
+    return {(r.get("line"), r.get("i"), r.get("j"), r["id"]): verdict(r["p_a_better"]) == r["label"] for r in rows}
+
+
 def paired_differences() -> str:
     """Accuracy differences with paired-bootstrap intervals: the same rows, so far tighter than the table's."""
     from gram_ray.eval.metrics import paired_accuracy_difference
-    from gram_ray.judge import verdict
 
     def right(variant: str, benchmark: str) -> dict[tuple, bool] | None:
         done = finished(variant, benchmark)
-        if done is None:
-            return None
-        rows = [json.loads(x) for x in (done / "predictions.jsonl").read_text().splitlines()]
-        # A row's key is its place in the file and pair (ids repeat: one prompt, several pairs).
-        return {(r.get("line"), r.get("i"), r.get("j"), r["id"]): verdict(r["p_a_better"]) == r["label"] for r in rows}
+        return None if done is None else correct_by_row(done / "predictions.jsonl")
 
     lines = []
     for b in ("labeled_heldout", "hh_heldout"):

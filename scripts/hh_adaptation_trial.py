@@ -197,6 +197,17 @@ def evaluate(trial_dir: Path, name: str, model: str, rows: str, local: bool = Fa
     return json.loads((out / "metrics.json").read_text())
 
 
+def bar_checks(selection: dict, hh_accuracy: float, hh_length: float, hh_default: float) -> dict[str, bool]:
+    """BAR applied to a judge's selection-row metrics and its hh selection accuracy (beside the
+    length baseline's and the judge it would replace on the same hh rows)."""
+    return {
+        "selection_accuracy_min": selection["accuracy"] >= BAR["selection_accuracy_min"],
+        "selection_flip_max": selection["flip_rate"] <= BAR["selection_flip_max"],
+        "hh_select_over_length_baseline_min": hh_accuracy - hh_length >= BAR["hh_select_over_length_baseline_min"],
+        "hh_select_over_default_min": hh_accuracy - hh_default >= BAR["hh_select_over_default_min"],
+    }
+
+
 def decide(name: str, local: bool = False) -> dict:
     trial_dir = run_dir(name)
     adapted = str(trial_dir / "final")
@@ -205,12 +216,7 @@ def decide(name: str, local: bool = False) -> dict:
     hh_metrics = evaluate(trial_dir, "adapted", adapted, "hh_select", local)
     hh, length = hh_metrics["pairs"], hh_metrics["length_baseline"]["pairs"]["accuracy"]
     hh_default = evaluate(run_dir("hh_adapt"), "default", DEFAULT, "hh_select", local)["pairs"]
-    checks = {
-        "selection_accuracy_min": sel["accuracy"] >= BAR["selection_accuracy_min"],
-        "selection_flip_max": sel["flip_rate"] <= BAR["selection_flip_max"],
-        "hh_select_over_length_baseline_min": hh["accuracy"] - length >= BAR["hh_select_over_length_baseline_min"],
-        "hh_select_over_default_min": hh["accuracy"] - hh_default["accuracy"] >= BAR["hh_select_over_default_min"],
-    }
+    checks = bar_checks(sel, hh["accuracy"], length, hh_default["accuracy"])
     decision = {
         "bar": BAR, "checks": checks, "ship": all(checks.values()),
         "selection": {k: sel[k] for k in ("n", "accuracy", "accuracy_ci95", "flip_rate", "ece")},

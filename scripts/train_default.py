@@ -2,6 +2,8 @@
 
     python scripts/train_default.py              # train (continue from the newest checkpoint), then publish
     python scripts/train_default.py --snapshot   # copy the newest checkpoint into checkpoints/default (commit it)
+    python scripts/train_default.py --decide     # judge the newest checkpoint by the bar the shipped adapter
+                                                 # passed, beside it (docs/default_eval/reproduction/)
     python scripts/train_default.py --publish    # export the newest checkpoint as gram_ray/models/default
     python scripts/train_default.py --report     # the held-out curve as a table and plot in MODEL_CARD.md
     python scripts/train_default.py --report --curve docs/default_eval/curve.jsonl  # the shipped run's curve
@@ -9,7 +11,8 @@
     python scripts/train_default.py --evaluate   # the out-of-distribution sets, beside the length baseline
     python scripts/train_default.py --train      # only train
     python scripts/train_default.py --steps 1440 # a longer run (continues the committed step-720 checkpoint)
-    make model                                   # train, snapshot, publish, calibrate, report, evaluate
+    make model                                   # train, snapshot, decide; if it passes: publish, calibrate,
+                                                 # report, evaluate
     python scripts/train_default.py --local      # the same without Ray, in this process (how the shipped run was
                                                  # made on one H100: `launcher=local use_gpu=true`; evaluation
                                                  # with `--num-actors 0`, fp32 as the CPU service scores)
@@ -30,7 +33,8 @@ or the committed `checkpoints/default/` (a fresh clone: adapter, optimizer, sche
 position, a few MB). `--snapshot` refreshes that committed copy; commit it before a session ends.
 The GPU call that made the shipped adapter did not bring its optimizer state back, so the committed
 checkpoint is the same recipe's CPU run (fp32, no Ray), carried across sessions: `make model` on a
-fresh clone continues it to step 720 and then publishes, calibrates and evaluates *that* run's
+fresh clone continues it to step 720, judges it on the rows and by the bar the shipped adapter was
+chosen by (`--decide`), and only if it passes publishes, calibrates and evaluates *that* run's
 adapter in place of the shipped one. On a 2-core CPU a step takes ~25 s, on one H100 or H200 ~0.3 s.
 """
 
@@ -47,11 +51,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from scripts import hh_adaptation_trial as trial  # noqa: E402
 from scripts.ablation import (  # noqa: E402
     DATA,
     GRAM_CLI,
     SPLITS,
     STAGE1,
+    correct_by_row,
     cuda,
     local_eval_flags,
     make_splits,
@@ -110,8 +116,8 @@ def snapshot() -> None:
     CARRIED.snapshot()
 
 
-def publish() -> None:
-    """Export the newest checkpoint (local, else committed) as the shipped adapter."""
+def export() -> tuple[Path, int]:
+    """The newest checkpoint (local, else committed) as an adapter in runs/default/export/final, and its step."""
     source = resume_point()
     if source is None:
         raise SystemExit(f"no checkpoint under {RUN} or {COMMITTED}")
@@ -120,11 +126,65 @@ def publish() -> None:
     for item in [*RECIPE, *local_training()]:  # the record says how the run was made
         cmd += ["--set", item]
     subprocess.run(cmd, check=True, cwd=ROOT)
+    return out / "final", step_of(source)
+
+
+def publish() -> None:
+    """Export the newest checkpoint (local, else committed) as the shipped adapter."""
+    final, step = export()
     shutil.rmtree(SHIPPED, ignore_errors=True)
     SHIPPED.mkdir(parents=True)
     for name in ("adapter_config.json", "adapter_model.safetensors", "gram_training.json"):
-        shutil.copy(out / "final" / name, SHIPPED / name)
-    print(f"gram_ray/models/default ← {source} (step {step_of(source)})")
+        shutil.copy(final / name, SHIPPED / name)
+    print(f"gram_ray/models/default ← {final} (step {step})")
+
+
+# The shipped adapter's own decision evaluations (its run of this recipe on one H200): the rows and
+# the bar a rerun of the recipe is held to before it may replace it.
+SHIPPED_RUN = ROOT / "docs" / "trials" / MIX
+DECISION = ROOT / "docs" / "default_eval" / "reproduction"
+
+
+def decide() -> dict:
+    """Judge this run's newest checkpoint on the rows the shipped adapter was chosen on (in-domain
+    selection rows 500-799, the hh selection split; raw, 256-token budgets) by the same BAR, with
+    paired accuracy differences against the shipped run on the same rows. Writes
+    docs/default_eval/reproduction/ (decision.json, each evaluation's predictions); `ship` says
+    whether the run may be published."""
+    from gram_ray.data import atomic_writer
+    from gram_ray.eval.metrics import paired_accuracy_difference
+
+    make_data(MIX)
+    adapter, step = export()
+    name = f"reproduction_step{step}"  # a later step is judged afresh, not read from an older one's cache
+    metrics = {rows: trial.evaluate(RUN, name, str(adapter), rows, LOCAL) for rows in trial.ROWS}
+    shipped = json.loads((SHIPPED_RUN / "decision.json").read_text())
+    sel, hh = metrics["selection"]["pairs"], metrics["hh_select"]["pairs"]
+    hh_length = metrics["hh_select"]["length_baseline"]["pairs"]["accuracy"]
+    checks = trial.bar_checks(sel, hh["accuracy"], hh_length, shipped["hh_select"]["default"])
+    DECISION.mkdir(parents=True, exist_ok=True)
+    against_shipped = {}
+    for rows in trial.ROWS:
+        predictions = RUN / "eval" / name / rows / "predictions.jsonl"
+        mine, theirs = correct_by_row(predictions), correct_by_row(SHIPPED_RUN / f"adapted_{rows}.predictions.jsonl")
+        if mine.keys() != theirs.keys():
+            raise SystemExit(f"{predictions}: not the rows the shipped run was judged on")
+        diff, low, high = paired_accuracy_difference([mine[k] for k in mine], [theirs[k] for k in mine])
+        against_shipped[rows] = {"difference": diff, "ci95": [low, high], "n": len(mine)}
+        with atomic_writer(DECISION / f"{rows}.predictions.jsonl") as f:
+            f.write(predictions.read_text())
+    decision = {
+        "step": step, "bar": trial.BAR, "checks": checks, "ship": all(checks.values()),
+        "selection": {k: sel[k] for k in ("n", "accuracy", "accuracy_ci95", "flip_rate", "ece")},
+        "hh_select": {"n": hh["n"], "accuracy": hh["accuracy"], "flip_rate": hh["flip_rate"], "length_baseline": hh_length,
+                      "replaced_default": shipped["hh_select"]["default"]},
+        "shipped_run": {"selection": shipped["selection"], "hh_select": shipped["hh_select"]["adapted"]},
+        "accuracy_minus_shipped_run": against_shipped,
+        "length_split": {rows: metrics[rows].get("length_split") for rows in trial.ROWS},
+    }
+    save_json(DECISION / "decision.json", decision)
+    print(json.dumps(decision, indent=2))
+    return decision
 
 
 CURVE_START, CURVE_END = "<!-- default-curve:start -->", "<!-- default-curve:end -->"
@@ -296,6 +356,8 @@ def save_json(path: Path, record: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snapshot", action="store_true", help="only copy the newest checkpoint to checkpoints/default")
+    parser.add_argument("--decide", action="store_true",
+                        help="only judge the newest checkpoint by the bar the shipped adapter passed, beside it")
     parser.add_argument("--publish", action="store_true", help="only export the newest checkpoint as the shipped model")
     parser.add_argument("--report", action="store_true", help="only write the curve into MODEL_CARD.md")
     parser.add_argument("--curve", type=Path, default=None,
@@ -318,6 +380,8 @@ def main() -> None:
         train(args.extra)
     elif args.snapshot:
         snapshot()
+    elif args.decide:
+        decide()
     elif args.publish:
         publish()
     elif args.report:
@@ -330,6 +394,8 @@ def main() -> None:
     else:
         train(args.extra)
         snapshot()
+        if not decide()["ship"]:
+            raise SystemExit("the run does not pass the bar the shipped adapter passed: gram_ray/models/default is kept")
         publish()
         calibrate()
         report()
