@@ -125,14 +125,19 @@ def map_actor_pool(
 
 
 def _map_in_process(actor: type, kwargs: dict[str, Any], items: list[dict[str, Any]], batch_size: int) -> dict[int, dict[str, Any]]:
-    """:func:`map_actor_pool` with one ``actor`` in this process: same batches, same output rows."""
+    """:func:`map_actor_pool` with one ``actor`` in this process: same batches, same output rows.
+    Progress goes to stderr (Ray Data shows its own on the pooled path)."""
+    from tqdm.auto import tqdm
+
     instance, rows = actor(**kwargs), {}
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        out = instance({key: [item[key] for item in chunk] for key in chunk[0]})
-        for k in range(len(chunk)):
-            row = {key: values[k] for key, values in out.items()}
-            rows[int(row["job"])] = row
+    with tqdm(total=len(items), desc=actor.__name__, unit="item") as bar:
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            out = instance({key: [item[key] for item in chunk] for key in chunk[0]})
+            for k in range(len(chunk)):
+                row = {key: values[k] for key, values in out.items()}
+                rows[int(row["job"])] = row
+            bar.update(len(chunk))
     return rows
 
 
