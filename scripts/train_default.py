@@ -1,6 +1,6 @@
 """Train the shipped `default` GRAM judge: the long stage-2 run, resumable across machines and sessions.
 
-    python scripts/train_default.py              # train (continue from the newest checkpoint), then publish
+    python scripts/train_default.py              # train (continue from the newest checkpoint), decide, publish if it passes
     python scripts/train_default.py --snapshot   # copy the newest checkpoint into checkpoints/default (commit it)
     python scripts/train_default.py --decide     # judge the newest checkpoint by the bar the shipped adapter
                                                  # passed, beside it (docs/default_eval/reproduction/)
