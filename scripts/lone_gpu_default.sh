@@ -6,7 +6,8 @@
 #   bash scripts/lone_gpu_default.sh payload        # here (network): wheels, the stage-2 mixes, held-out splits,
 #                                                   # dev sets -> .dev/payload.tar (~122 MB; TRIAL names the mixes)
 #   # copy the checkout and .dev/payload.tar to the GPU machine, then there:
-#   STEPS=720 bash scripts/lone_gpu_default.sh run  # install, then train, snapshot, publish, calibrate, report, evaluate
+#   STEPS=720 bash scripts/lone_gpu_default.sh run  # install, then train, snapshot, decide; only if the run passes
+#                                                   # the shipped adapter's bar: publish, calibrate, report, evaluate
 #   TRIAL="hh_from_stage1 balanced_from_stage1" bash scripts/lone_gpu_default.sh trial  # install, then each
 #                                                   # trial with scripts/hh_adaptation_trial.py --local
 #   PARALLEL=1 TRIAL_TIMEOUT_S=490 TRIAL="..." bash scripts/lone_gpu_default.sh trial  # the trials side by side
@@ -15,8 +16,9 @@
 #                                                   # (results.tar.gz: its calibration.json and the evaluations)
 #
 # `run` leaves what to bring back in $OUT (default /tmp/out): checkpoint.tar.gz (checkpoints/default,
-# ~14 MB: commit it) and results.tar.gz (the adapter with its calibration, the evaluations, the
-# curve and the MODEL_CARD.md tables). It trains with `launcher=local use_gpu=true` (bf16 autocast)
+# ~14 MB: commit it) and results.tar.gz (the decision, docs/default_eval/reproduction/; if the run
+# passed, the adapter with its calibration, the evaluations, the curve and the MODEL_CARD.md tables;
+# if not, the curve only, and `run` exits 1). It trains with `launcher=local use_gpu=true` (bf16 autocast)
 # and scores in-process in fp32, as the CPU service does (scripts/train_default.py --local).
 #
 # Through this workplace's device tool (64 MiB of working tree a call, the machine kept 30 s between
@@ -83,10 +85,17 @@ run() {
   mkdir -p "$out"
   install
   local rc=0
-  default_steps "$t0" --steps "$steps" -- --train --snapshot --publish --calibrate --report --evaluate || rc=$?
+  default_steps "$t0" --steps "$steps" -- --train --snapshot || rc=$?
+  # The shipped adapter is replaced only by a run that passes the bar it passed (`--decide` exits 1 if not).
+  if [ $rc = 0 ] && default_steps "$t0" --steps "$steps" -- --decide; then
+    default_steps "$t0" --steps "$steps" -- --publish --calibrate --report --evaluate || rc=$?
+  else
+    rc=1
+    echo "[lone-gpu] not published: gram_ray/models/default is kept (docs/default_eval/reproduction/decision.json)"
+  fi
   tar czf "$out/checkpoint.tar.gz" checkpoints/default
-  tar czf "$out/results.tar.gz" --ignore-failed-read gram_ray/models/default runs/default/eval runs/default/curve.jsonl \
-    runs/default/metrics.json runs/default_curve.md docs/default_curve.png MODEL_CARD.md 2>/dev/null
+  tar czf "$out/results.tar.gz" --ignore-failed-read docs/default_eval/reproduction gram_ray/models/default runs/default/eval \
+    runs/default/curve.jsonl runs/default/metrics.json runs/default_curve.md docs/default_curve.png MODEL_CARD.md 2>/dev/null
   ls -la "$out"
   return $rc
 }

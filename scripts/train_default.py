@@ -3,7 +3,8 @@
     python scripts/train_default.py              # train (continue from the newest checkpoint), decide, publish if it passes
     python scripts/train_default.py --snapshot   # copy the newest checkpoint into checkpoints/default (commit it)
     python scripts/train_default.py --decide     # judge the newest checkpoint by the bar the shipped adapter
-                                                 # passed, beside it (docs/default_eval/reproduction/)
+                                                 # passed, beside it (docs/default_eval/reproduction/);
+                                                 # exit status 1 when it does not pass
     python scripts/train_default.py --publish    # export the newest checkpoint as gram_ray/models/default
     python scripts/train_default.py --report     # the held-out curve as a table and plot in MODEL_CARD.md
     python scripts/train_default.py --report --curve docs/default_eval/curve.jsonl  # the shipped run's curve
@@ -129,9 +130,10 @@ def export() -> tuple[Path, int]:
     return out / "final", step_of(source)
 
 
-def publish() -> None:
-    """Export the newest checkpoint (local, else committed) as the shipped adapter."""
-    final, step = export()
+def publish(exported: tuple[Path, int] | None = None) -> None:
+    """Copy an exported adapter (`export()`'s result; by default export the newest checkpoint now) into
+    the shipped model's folder."""
+    final, step = exported or export()
     shutil.rmtree(SHIPPED, ignore_errors=True)
     SHIPPED.mkdir(parents=True)
     for name in ("adapter_config.json", "adapter_model.safetensors", "gram_training.json"):
@@ -145,12 +147,12 @@ SHIPPED_RUN = ROOT / "docs" / "trials" / MIX
 DECISION = ROOT / "docs" / "default_eval" / "reproduction"
 
 
-def decide() -> dict:
+def decide() -> tuple[dict, tuple[Path, int]]:
     """Judge this run's newest checkpoint on the rows the shipped adapter was chosen on (in-domain
     selection rows 500-799, the hh selection split; raw, 256-token budgets) by the same BAR, with
     paired accuracy differences against the shipped run on the same rows. Writes
     docs/default_eval/reproduction/ (decision.json, each evaluation's predictions); `ship` says
-    whether the run may be published."""
+    whether the run may be published. Returns the decision and the adapter it judged (for `publish`)."""
     from gram_ray.data import atomic_writer
     from gram_ray.eval.metrics import paired_accuracy_difference
 
@@ -184,7 +186,7 @@ def decide() -> dict:
     }
     save_json(DECISION / "decision.json", decision)
     print(json.dumps(decision, indent=2))
-    return decision
+    return decision, (adapter, step)
 
 
 CURVE_START, CURVE_END = "<!-- default-curve:start -->", "<!-- default-curve:end -->"
@@ -353,6 +355,9 @@ def save_json(path: Path, record: dict) -> None:
         json.dump(record, f, indent=2)
 
 
+NOT_SHIPPED = "the run does not pass the bar the shipped adapter passed: gram_ray/models/default is kept"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snapshot", action="store_true", help="only copy the newest checkpoint to checkpoints/default")
@@ -381,7 +386,8 @@ def main() -> None:
     elif args.snapshot:
         snapshot()
     elif args.decide:
-        decide()
+        if not decide()[0]["ship"]:
+            raise SystemExit(NOT_SHIPPED)
     elif args.publish:
         publish()
     elif args.report:
@@ -394,9 +400,10 @@ def main() -> None:
     else:
         train(args.extra)
         snapshot()
-        if not decide()["ship"]:
-            raise SystemExit("the run does not pass the bar the shipped adapter passed: gram_ray/models/default is kept")
-        publish()
+        decision, exported = decide()
+        if not decision["ship"]:
+            raise SystemExit(NOT_SHIPPED)
+        publish(exported)  # the adapter decide() judged, not a second export
         calibrate()
         report()
         evaluate()

@@ -55,11 +55,13 @@ def decided(tmp_path, monkeypatch):
     monkeypatch.setattr(train_default, "make_data", lambda name: None)
     monkeypatch.setattr(train_default, "export", lambda: (tmp_path / "export" / "final", 720))
     monkeypatch.setattr(trial, "evaluate", evaluate)
-    return train_default.decide(), judged, tmp_path / "decision"
+    return train_default.decide(), judged, tmp_path
 
 
 def test_a_rerun_is_judged_on_the_shipped_rows_beside_the_shipped_run(decided):
-    decision, judged, out = decided
+    (decision, exported), judged, tmp_path = decided
+    out = tmp_path / "decision"
+    assert exported == (tmp_path / "export" / "final", 720)  # what publish() copies when it passes
     assert [(name, rows) for name, _, rows in judged] == [("reproduction_step720", "selection"), ("reproduction_step720", "hh_select")]
     # selection 0.9 / flip 0.1; hh 0.7 against length 0.5 and the replaced default's 0.5
     assert decision["ship"] and decision["step"] == 720
@@ -70,14 +72,41 @@ def test_a_rerun_is_judged_on_the_shipped_rows_beside_the_shipped_run(decided):
     assert (out / "selection.predictions.jsonl").is_file() and (out / "hh_select.predictions.jsonl").is_file()
 
 
-def test_make_model_keeps_the_shipped_adapter_when_the_rerun_fails_the_bar(monkeypatch):
+def steps_run(monkeypatch, argv, ship):
+    """main() with each step replaced by a recorder; decide() judges an exported adapter `ship`-ly."""
     from scripts import train_default
 
     done = []
-    for step in ("train", "snapshot", "publish", "calibrate", "report", "evaluate"):
+    for step in ("train", "snapshot", "calibrate", "report", "evaluate"):
         monkeypatch.setattr(train_default, step, lambda *a, _s=step, **k: done.append(_s))
-    monkeypatch.setattr(train_default, "decide", lambda: done.append("decide") or {"ship": False})
-    monkeypatch.setattr("sys.argv", ["train_default.py"])
+    monkeypatch.setattr(train_default, "publish", lambda exported=None: done.append(("publish", exported)))
+    monkeypatch.setattr(train_default, "export", lambda: done.append("export") or ("exported", 720))
+    monkeypatch.setattr(train_default, "decide", lambda: (done.append("decide") or {"ship": ship}, ("judged", 720)))
+    monkeypatch.setattr("sys.argv", ["train_default.py", *argv])
+    return train_default.main, done
+
+
+def test_make_model_keeps_the_shipped_adapter_when_the_rerun_fails_the_bar(monkeypatch):
+    main, done = steps_run(monkeypatch, [], ship=False)
     with pytest.raises(SystemExit, match="is kept"):
-        train_default.main()
+        main()
     assert done == ["train", "snapshot", "decide"]
+
+
+def test_make_model_publishes_the_adapter_it_judged(monkeypatch):
+    main, done = steps_run(monkeypatch, [], ship=True)
+    main()
+    assert done == ["train", "snapshot", "decide", ("publish", ("judged", 720)), "calibrate", "report", "evaluate"]
+
+
+@pytest.mark.parametrize("ship", [True, False])
+def test_decide_alone_exits_nonzero_when_the_rerun_fails_the_bar(monkeypatch, ship):
+    # scripts/lone_gpu_default.sh gates publishing on this exit status
+    main, done = steps_run(monkeypatch, ["--decide"], ship=ship)
+    if ship:
+        main()
+    else:
+        with pytest.raises(SystemExit, match="is kept") as failed:
+            main()
+        assert failed.value.code not in (0, None)
+    assert done == ["decide"]
