@@ -51,10 +51,15 @@ class Row:
     description: str
     model: str
     votes: int | None  # None: the verdict-token probability, no reasoning
+    tokens: dict | None = None  # budgets other than EVAL_TOKENS
 
 
 ROWS = [
     Row("gram", "GRAM (shipped default), verdict token, no reasoning", DEFAULT_GRAM, None),
+    # The shipped default was trained at 256-token responses and is served at that budget; the reasoners
+    # are trained and judged at 128 (the ablation's CPU budget), so both budgets of the verdict-token row.
+    Row("gram_256", "GRAM (shipped default) at its served 256-token budget", DEFAULT_GRAM, None,
+        {"max_prompt_tokens": 256, "max_response_tokens": 256}),
     Row("reasoner_v1", "GRAM-R² reasoner (labeled rationales), 1 vote per order", "runs/r2/reasoner/final", 1),
     Row("reasoner_v5", "GRAM-R² reasoner (labeled rationales), 5 votes per order", "runs/r2/reasoner/final", 5),
     Row("self_trained_v1", "reasoner after self-training, 1 vote per order", "runs/r2/self_train/round_1/train/final", 1),
@@ -98,7 +103,7 @@ def evaluate_row(row: Row) -> None:
         flags = f" --reasoning --votes {row.votes} --max-new-tokens 128" if row.votes else ""
         print(f"+ gram-ray eval {b.path} --model {row.model} --out {out} --limit {LIMITS[b.name]}{flags}", flush=True)
         started = time.time()
-        evaluate(EvalConfig(data=b.path, out=out, limit=LIMITS[b.name], scorer=ScorerConfig(model=str(ROOT / row.model), **EVAL_TOKENS),
+        evaluate(EvalConfig(data=b.path, out=out, limit=LIMITS[b.name], scorer=ScorerConfig(model=str(ROOT / row.model), **(row.tokens or EVAL_TOKENS)),
                             reasoning=row.votes is not None, votes=row.votes or 1, sampling=SamplingConfig(**EVAL_SAMPLING)))
         (out / "wall_seconds.txt").write_text(f"{time.time() - started:.0f}\n")
 
@@ -132,7 +137,9 @@ def table(results: dict) -> str:
     heads = [b.name for b in BENCHMARKS]
     sizes = ", ".join(f"{b.name} {LIMITS[b.name]}" + (" prompt(s) × 9 comparisons" if b.name.startswith("rmbench") else " pairs")
                       for b in BENCHMARKS)
-    lines = [f"Headline score per benchmark on the first rows of each ablation slice ({sizes}); flip rate and "
+    budget = f"questions cut to {EVAL_TOKENS['max_prompt_tokens']} tokens, responses to {EVAL_TOKENS['max_response_tokens']}"
+    lines = [f"Headline score per benchmark on the first rows of each ablation slice ({sizes}; {budget}, "
+             "unless the row's name gives another response budget); flip rate and "
              "unparsed-sample rate over all comparisons; tokens/s is generated tokens per second of actor time "
              "(one actor, both cores); time is the wall clock of the five evaluations.", "",
              "| row | votes/order | " + " | ".join(heads) + " | mean | flip rate | unparsed | tokens/s | eval time |",
