@@ -18,7 +18,8 @@
 # `run` leaves what to bring back in $OUT (default /tmp/out): checkpoint.tar.gz (checkpoints/default,
 # ~14 MB: commit it) and results.tar.gz (the decision, docs/default_eval/reproduction/; if the run
 # passed, the adapter with its calibration, the evaluations, the curve and the MODEL_CARD.md tables;
-# if not, the curve only, and `run` exits 1). It trains with `launcher=local use_gpu=true` (bf16 autocast)
+# if not, the decision's evaluations and the curve beside the unchanged shipped adapter, and `run`
+# exits 1). It trains with `launcher=local use_gpu=true` (bf16 autocast)
 # and scores in-process in fp32, as the CPU service does (scripts/train_default.py --local).
 #
 # Through this workplace's device tool (64 MiB of working tree a call, the machine kept 30 s between
