@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from gram_ray import encoding, judge
+from gram_ray import encoding, judge, kv_cache
 
 
 class SamplingConfig(BaseModel):
@@ -51,7 +51,7 @@ def _prompt_cache(model, ids: torch.Tensor, mask: torch.Tensor, repeats: int):
     them out)."""
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
-    cache = out.past_key_values
+    cache = kv_cache.returned(out)
     cache.batch_repeat_interleave(repeats)
     return cache
 
@@ -83,7 +83,7 @@ def generate(
             cache = _prompt_cache(model, ids, mask, num_samples)
             ids, mask, repeats = ids.repeat_interleave(num_samples, 0), mask.repeat_interleave(num_samples, 0), 1
         out = model.generate(
-            input_ids=ids, attention_mask=mask, past_key_values=cache, max_new_tokens=sampling.max_new_tokens,
+            input_ids=ids, attention_mask=mask, **kv_cache.argument(cache), max_new_tokens=sampling.max_new_tokens,
             do_sample=sample, temperature=sampling.temperature if sample else None, top_p=sampling.top_p if sample else None,
             top_k=None, num_return_sequences=repeats, pad_token_id=pad, eos_token_id=eos,
         )

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gram_ray import judge
+from gram_ray import judge, kv_cache
 from gram_ray.encoding import (
     Truncation,
     encode_response,
@@ -393,9 +393,7 @@ class GramScorer:
     def _prefix_cache(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if self._prefix_kv is None:
             ids = torch.tensor([self._prefix_ids], device=self.input_device)
-            out = self._decoder(input_ids=ids, use_cache=True)
-            cache = out.past_key_values
-            self._prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
+            self._prefix_kv = kv_cache.key_values(kv_cache.returned(self._decoder(input_ids=ids, use_cache=True)))
         return self._prefix_kv
 
     # ------------------------------------------------------------------------------------------
@@ -408,11 +406,8 @@ class GramScorer:
         width = input_ids.shape[1]
         kwargs: dict[str, Any] = {}
         if with_prefix:
-            from transformers import DynamicCache
-
             p = len(self._prefix_ids)
-            kv = [(k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1)) for k, v in self._prefix_cache()]
-            kwargs["past_key_values"] = DynamicCache(ddp_cache_data=kv, config=self.model.config)
+            kwargs.update(kv_cache.argument(kv_cache.broadcast(self._prefix_cache(), len(rows), self.model.config)))
             kwargs["position_ids"] = (torch.arange(width) + p).unsqueeze(0).expand(len(rows), -1).to(device)
             mask = torch.cat([torch.ones((len(rows), p), dtype=torch.long), mask], dim=1)
         hidden = self._decoder(

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gram_ray import kv_cache
 from gram_ray.head import (
     apply_logit_transforms,
     decoder_of,
@@ -102,10 +103,7 @@ class VerdictLoss(nn.Module):
         p = len(self.prefix_ids) if self._shares_prefix(batch) else 0
         prefix_kv = None
         if p:
-            from transformers import DynamicCache
-
-            cache = decoder(input_ids=batch.input_ids[:1, :p], use_cache=True).past_key_values
-            prefix_kv = [(layer.keys, layer.values) for layer in cache.layers]
+            prefix_kv = kv_cache.key_values(kv_cache.returned(decoder(input_ids=batch.input_ids[:1, :p], use_cache=True)))
         groups = length_groups(batch, self.unpadded)
         lasts = []
         for rows in groups:
@@ -115,11 +113,10 @@ class VerdictLoss(nn.Module):
                 hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
             else:
                 n = len(rows)
-                kv = [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in prefix_kv]
                 positions = (torch.arange(width - p, device=ids.device) + p).unsqueeze(0).expand(n, -1)
                 hidden = decoder(
                     input_ids=ids[:, p:], attention_mask=mask, position_ids=positions, use_cache=True,
-                    past_key_values=DynamicCache(ddp_cache_data=kv, config=unwrap(self.model).config),
+                    **kv_cache.argument(kv_cache.broadcast(prefix_kv, n, unwrap(self.model).config)),
                 ).last_hidden_state
             lasts.append(last_token_hidden(hidden, lengths - p))
         last = in_batch_order(lasts, groups)
