@@ -249,11 +249,12 @@ HELDOUT = SPLITS / "labeled_heldout.jsonl.gz"
 REPORT_ROWS, CALIBRATION_ROWS = (0, 500), (500, 300)
 EVALS = RUN / "eval"
 # Out of distribution: each set beside the length baseline on the same rows (RM-Bench: 9 comparisons per prompt).
+# JudgeBench whole: its rows are grouped by source, so a prefix would hold mmlu-pro only.
 OOD = [
     ("hh_heldout", SPLITS / "hh_heldout.jsonl.gz", None),
     ("rmbench_code", DATA / "dev_rmbench_code.jsonl.gz", 20),
     ("rmbench_safety_refuse", DATA / "dev_rmbench_safety_refuse.jsonl.gz", 20),
-    ("judgebench", DATA / "dev_judgebench_claude.jsonl.gz", 100),
+    ("judgebench", DATA / "dev_judgebench_claude.jsonl.gz", None),
 ]
 EVAL_START, EVAL_END = "<!-- default-eval:start -->", "<!-- default-eval:end -->"
 
@@ -300,7 +301,8 @@ def evaluate() -> None:
     make_splits()
     for name, data, limit in OOD:
         out = EVALS / name
-        if (out / "metrics.json").is_file() and json.loads((out / "metrics.json").read_text()).get("model") == str(SHIPPED):
+        done = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else {}
+        if done.get("model") == str(SHIPPED) and done.get("limit") == limit:
             continue  # resumable: a finished set is not judged again
         run_cli(["eval", str(data), "--model", str(SHIPPED), "--out", str(out), *(["--limit", str(limit)] if limit else [])])
     eval_table()
