@@ -333,7 +333,12 @@ def eval_table() -> None:
             baseline = f"{b['overall']:.3f} (hard {b['hard']:.3f})"
             n = f"{r['domains'][next(iter(r['domains']))]['n']} prompts × 9"
         elif "judgebench" in m:
-            score, baseline, n = f"{m['judgebench']['overall']:.3f} (both-order rule)", f"{base['judgebench']['overall']:.3f}", str(pairs["n"])
+            def sources(j: dict, sizes: bool = False) -> str:
+                return ", ".join(f"{k}" + (f" ({v['n']})" if sizes else "") + f" {v['accuracy']:.3f}"
+                                 for k, v in j["sources"].items())
+            j, b = m["judgebench"], base["judgebench"]
+            score = f"{j['overall']:.3f} (both-order rule; {sources(j, sizes=True)})"
+            baseline, n = f"{b['overall']:.3f} ({sources(b)})", str(pairs["n"])
         else:
             score, baseline, n = acc(pairs), f"{base['pairs']['accuracy']:.3f}", str(pairs["n"])
         lines.append(f"| {name} | {n} | {score} | {pairs['flip_rate']:.3f} | {pairs['ece']:.3f} | {baseline} |")
