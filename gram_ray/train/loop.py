@@ -82,8 +82,12 @@ def build_model(cfg: TrainConfig, device: torch.device) -> tuple[Any, Any, Any]:
             ),
         )
     if cfg.gradient_checkpointing:
-        # Recomputes activations in the backward pass: less memory, ~30% more compute.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # Recomputes activations in the backward pass: less memory, ~30% more compute. transformers 5.x
+        # renamed it activation checkpointing; the old name warns and goes in v6.
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.to(device)
     return model, tokenizer, source
 
