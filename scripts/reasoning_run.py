@@ -100,10 +100,12 @@ def evaluate_row(row: Row) -> None:
         out = RUNS / "eval" / row.name / b.name
         if (out / "metrics.json").exists():
             continue
-        flags = f" --reasoning --votes {row.votes} --max-new-tokens 128" if row.votes else ""
+        tokens = row.tokens or EVAL_TOKENS
+        flags = f" --max-prompt-tokens {tokens['max_prompt_tokens']} --max-response-tokens {tokens['max_response_tokens']}"
+        flags += f" --reasoning --votes {row.votes} --max-new-tokens 128" if row.votes else ""
         print(f"+ gram-ray eval {b.path} --model {row.model} --out {out} --limit {LIMITS[b.name]}{flags}", flush=True)
         started = time.time()
-        evaluate(EvalConfig(data=b.path, out=out, limit=LIMITS[b.name], scorer=ScorerConfig(model=str(ROOT / row.model), **(row.tokens or EVAL_TOKENS)),
+        evaluate(EvalConfig(data=b.path, out=out, limit=LIMITS[b.name], scorer=ScorerConfig(model=str(ROOT / row.model), **tokens),
                             reasoning=row.votes is not None, votes=row.votes or 1, sampling=SamplingConfig(**EVAL_SAMPLING)))
         (out / "wall_seconds.txt").write_text(f"{time.time() - started:.0f}\n")
 

@@ -313,6 +313,10 @@ def eval_table() -> None:
         low, high = m["accuracy_ci95"]
         return f"{m['accuracy']:.3f} ({low:.3f}–{high:.3f})"
 
+    def sources(judgebench: dict, sizes: bool = False) -> str:
+        return ", ".join(f"{k}" + (f" ({v['n']})" if sizes else "") + f" {v['accuracy']:.3f}"
+                         for k, v in judgebench["sources"].items())
+
     lines = ["| set | n | `default` | flip rate | ECE | longer-response baseline |", "|---|---:|---|---:|---:|---:|"]
     heldout = EVALS / "labeled_heldout.json"
     if heldout.is_file():
@@ -333,9 +337,6 @@ def eval_table() -> None:
             baseline = f"{b['overall']:.3f} (hard {b['hard']:.3f})"
             n = f"{r['domains'][next(iter(r['domains']))]['n']} prompts × 9"
         elif "judgebench" in m:
-            def sources(j: dict, sizes: bool = False) -> str:
-                return ", ".join(f"{k}" + (f" ({v['n']})" if sizes else "") + f" {v['accuracy']:.3f}"
-                                 for k, v in j["sources"].items())
             j, b = m["judgebench"], base["judgebench"]
             score = f"{j['overall']:.3f} (both-order rule; {sources(j, sizes=True)})"
             baseline, n = f"{b['overall']:.3f} ({sources(b)})", str(pairs["n"])
