@@ -5,6 +5,7 @@
     python scripts/ablation.py --no-train --no-eval   # only the table, from finished results
     python scripts/ablation.py --local --variants bt_baseline   # a lone GPU box without Ray (as train_default.py --local)
     python scripts/ablation.py --local --variants shipped_default bt_shipped_budget   # BT at the shipped budget (GPU)
+    python scripts/ablation.py --variants bt_shipped_budget --snapshot   # commit its newest checkpoint (CPU: ~4 h)
 
 Every step writes its result atomically and is skipped when that result exists, so an interrupted
 run resumes where it stopped. The variants share one backbone (SmolLM2-135M) and one budget
@@ -30,11 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from scripts.carried_checkpoint import CarriedRun  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data"
 RUNS = ROOT / "runs" / "ablation"
 SPLITS = ROOT / "runs" / "data"
 ARCHIVE = ROOT / "docs" / "ablation"
 TRAINED = ROOT / "checkpoints" / "ablation"  # trained variants' adapters (tracked: a fresh checkout evaluates them)
+# An unfinished variant's newest checkpoint, committed (`--snapshot`) so that a run longer than a session
+# (bt_shipped_budget on the 2-core CPU) continues on a fresh clone; removed once the variant is archived.
+CARRIED = ROOT / "checkpoints" / "ablation_runs"
 # What a trained variant's adapter needs; the tokenizer and chat template come from the backbone.
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "gram_training.json")
 GRAM_CLI = [sys.executable, "-m", "gram_ray.cli"]  # the `gram-ray` command of this interpreter (also where it is not installed)
@@ -78,7 +85,7 @@ VARIANTS = [
     Variant("bt_shipped_budget", "Bradley-Terry on 5,760 pairs (the shipped default's budget)",
             "runs/ablation/bt_shipped_budget/final", "train_configs/bt_baseline.yaml",
             ["model=smollm2-135m", "max_steps=720", "batch_size=8", "grad_accum=1", "warmup_ratio=0.03",
-             "checkpoint_every=100"]),
+             "checkpoint_every=30"]),  # ~10 min apart on the 2-core CPU
 ]
 
 
@@ -143,16 +150,31 @@ def trained(v: Variant) -> Path | None:
     return None
 
 
+def carried(v: Variant) -> CarriedRun:
+    return CarriedRun(RUNS / v.name, CARRIED / v.name)
+
+
+def snapshot(v: Variant) -> None:
+    """Commit-ready copy of the variant's newest checkpoint and its training time so far."""
+    if carried(v).snapshot() is not None and (RUNS / v.name / "wall_seconds.txt").is_file():
+        shutil.copyfile(RUNS / v.name / "wall_seconds.txt", CARRIED / v.name / "wall_seconds.txt")
+
+
 def train_variant(v: Variant, local: bool = False) -> None:
     if v.config is None or trained(v):
         return
+    # This machine's newest checkpoint, else the committed one (a fresh clone); none: from the start.
+    resume = carried(v).start()
+    spent = RUNS / v.name / "wall_seconds.txt"
+    if resume is not None and resume == carried(v).kept() and (resume / "wall_seconds.txt").is_file():
+        spent.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(resume / "wall_seconds.txt", spent)
     cmd = [*GRAM_CLI, "train", v.config]
     for item in [f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", *BUDGET, f"output_dir=runs/ablation/{v.name}", *v.overrides,
-                 *local_training(local)]:
+                 *local_training(local), *([f"resume_from={resume}"] if resume else [])]:
         cmd += ["--set", item]
-    # Seconds add up over segments: an interrupted variant resumes from its checkpoint (resume_from=latest),
+    # Seconds add up over segments: an interrupted variant resumes from its checkpoint,
     # and its training time is every segment's, not the last one's. A SIGKILL loses its segment's time.
-    spent = RUNS / v.name / "wall_seconds.txt"
     started = time.time()
     try:
         run(cmd)
@@ -185,6 +207,8 @@ def archive() -> None:
                 if item.name in ADAPTER_FILES or item.suffix == ".safetensors":
                     shutil.copyfile(item, tmp / item.name)
             tmp.rename(TRAINED / v.name)
+        if (TRAINED / v.name).exists():  # finished: its carried checkpoint has done its job
+            shutil.rmtree(CARRIED / v.name, ignore_errors=True)
         wall = RUNS / v.name / "wall_seconds.txt"
         if wall.is_file():
             (ARCHIVE / v.name).mkdir(parents=True, exist_ok=True)
@@ -354,12 +378,18 @@ def main() -> None:
                         help=f"run in this order (default: {' '.join(RUN_ORDER)})")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--no-eval", action="store_true")
+    parser.add_argument("--snapshot", action="store_true",
+                        help="only copy each named variant's newest checkpoint into checkpoints/ablation_runs/ (commit it)")
     parser.add_argument("--local", action="store_true",
                         help="without Ray: train with launcher=local (CUDA when present) and score in this process, fp32")
     args = parser.parse_args()
 
-    make_splits()
     by_name = {v.name: v for v in VARIANTS}
+    if args.snapshot:
+        for name in args.variants:
+            snapshot(by_name[name])
+        return
+    make_splits()
     for name in args.variants:  # train then evaluate each variant, so partial runs give whole rows
         if not args.no_train:
             train_variant(by_name[name], args.local)
