@@ -66,6 +66,7 @@ class Variant:
     model: str  # what is evaluated: a spec, or the run's final model
     config: str | None = None  # train_configs/*.yaml; None: evaluated as is
     overrides: list[str] = field(default_factory=list)
+    mix: str | None = None  # train on scripts/hh_adaptation_trial.py's data mix of this name, not labeled_train
 
 
 VARIANTS = [
@@ -82,10 +83,12 @@ VARIANTS = [
     # GRAM judge as it is, and BT trained as long. Not in the default run order: BT alone is ~4 h on the
     # 2-core CPU and a few minutes on one GPU (`--local --variants shipped_default bt_shipped_budget`).
     Variant("shipped_default", "the shipped default: GRAM (stage 1 + 2, ε=0.1) on 5,760 pairs", "gram_ray/models/default"),
-    Variant("bt_shipped_budget", "Bradley-Terry on 5,760 pairs (the shipped default's budget)",
+    # Same pairs in the same order as the shipped default (its hh-harmless mix), same steps and schedule.
+    Variant("bt_shipped_budget", "Bradley-Terry on the shipped default's 5,760 pairs (its hh-harmless mix)",
             "runs/ablation/bt_shipped_budget/final", "train_configs/bt_baseline.yaml",
             ["model=smollm2-135m", "max_steps=720", "batch_size=8", "grad_accum=1", "warmup_ratio=0.03",
-             "checkpoint_every=30"]),  # ~10 min apart on the 2-core CPU
+             "checkpoint_every=30"],  # ~10 min apart on the 2-core CPU
+            mix="hh_from_stage1"),
 ]
 
 
@@ -169,8 +172,14 @@ def train_variant(v: Variant, local: bool = False) -> None:
     if resume is not None and resume == carried(v).kept() and (resume / "wall_seconds.txt").is_file():
         spent.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(resume / "wall_seconds.txt", spent)
+    data = SPLITS / "labeled_train.jsonl.gz"
+    if v.mix is not None:
+        from scripts.hh_adaptation_trial import make_data, mix_path  # imports this module: not at the top
+
+        make_data(v.mix)
+        data = mix_path(v.mix)
     cmd = [*GRAM_CLI, "train", v.config]
-    for item in [f"data=[{SPLITS / 'labeled_train.jsonl.gz'}]", *BUDGET, f"output_dir=runs/ablation/{v.name}", *v.overrides,
+    for item in [f"data=[{data}]", *BUDGET, f"output_dir=runs/ablation/{v.name}", *v.overrides,
                  *local_training(local), *([f"resume_from={resume}"] if resume else [])]:
         cmd += ["--set", item]
     # Seconds add up over segments: an interrupted variant resumes from its checkpoint,
