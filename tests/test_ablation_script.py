@@ -99,3 +99,49 @@ def test_variants_never_evaluated_get_no_row(tmp_path, monkeypatch):
     results = ablation.collect()
     assert set(results) == {"gram", "longer_response"}
     assert "shipped_default" not in ablation.table(results)
+
+
+def write_checkpoint(directory, step):
+    directory.mkdir(parents=True)
+    (directory / "position.json").write_text(json.dumps({"step": step}))
+    (directory / "trainer_state.pt").write_bytes(b"state")
+    return directory
+
+
+@pytest.fixture
+def variant_dirs(tmp_path, monkeypatch):
+    monkeypatch.setattr(ablation, "ROOT", tmp_path)
+    monkeypatch.setattr(ablation, "RUNS", tmp_path / "runs" / "ablation")
+    monkeypatch.setattr(ablation, "CARRIED", tmp_path / "checkpoints" / "ablation_runs")
+    monkeypatch.setattr(ablation, "TRAINED", tmp_path / "checkpoints" / "ablation")
+    commands = []
+    monkeypatch.setattr(ablation, "run", commands.append)
+    return commands
+
+
+def test_long_variant_continues_from_the_committed_checkpoint_and_its_time(variant_dirs, tmp_path, monkeypatch):
+    """A fresh clone holds only checkpoints/ablation_runs/<variant>: training resumes there, and the
+    variant's training time carries on from the seconds spent before."""
+    v = ablation.Variant("bt_long", "BT", "runs/ablation/bt_long/final", "train_configs/bt_baseline.yaml", ["max_steps=720"])
+    kept = write_checkpoint(tmp_path / "checkpoints" / "ablation_runs" / "bt_long", 90)
+    (kept / "wall_seconds.txt").write_text("3000\n")
+    monkeypatch.setattr(ablation.time, "time", iter([100.0, 160.0]).__next__)
+    ablation.train_variant(v)
+    (cmd,) = variant_dirs
+    sets = [cmd[i + 1] for i, x in enumerate(cmd) if x == "--set"]
+    assert sets[-1] == f"resume_from={kept}"  # after the budget's resume_from=latest, so it wins
+    assert "max_steps=720" in sets and "data=[" in sets[0]
+    assert (tmp_path / "runs" / "ablation" / "bt_long" / "wall_seconds.txt").read_text() == "3060\n"
+
+    # This machine's newer checkpoint, and its time, go back into the committed copy.
+    write_checkpoint(tmp_path / "runs" / "ablation" / "bt_long" / "ray" / "run" / "checkpoint_000004", 120)
+    ablation.snapshot(v)
+    assert json.loads((kept / "position.json").read_text())["step"] == 120
+    assert (kept / "wall_seconds.txt").read_text() == "3060\n"
+
+
+def test_variant_from_scratch_resumes_only_its_own_run(variant_dirs):
+    v = ablation.Variant("bt_new", "BT", "runs/ablation/bt_new/final", "train_configs/bt_baseline.yaml")
+    ablation.train_variant(v)
+    (cmd,) = variant_dirs
+    assert not any(x.startswith("resume_from=/") for x in cmd) and "resume_from=latest" in cmd
