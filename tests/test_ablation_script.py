@@ -74,18 +74,23 @@ def test_local_trains_and_scores_without_ray(tmp_path, monkeypatch, local):
 def test_shipped_budget_bt_trains_at_the_default_budget(tmp_path, monkeypatch):
     # The variant's overrides come after BUDGET, so its 720 steps x 8 pairs win over the ablation's 60 x 8.
     from gram_ray.train.config import load_train_config
+    from scripts import hh_adaptation_trial
 
     monkeypatch.setattr(ablation, "RUNS", tmp_path / "runs")
     monkeypatch.setattr(ablation, "TRAINED", tmp_path / "trained")
+    monkeypatch.setattr(ablation, "CARRIED", tmp_path / "carried")
     monkeypatch.setattr(ablation, "ROOT", tmp_path)
-    commands = []
+    commands, mixes = [], []
     monkeypatch.setattr(ablation, "run", commands.append)
+    monkeypatch.setattr(hh_adaptation_trial, "make_data", mixes.append)  # no data files here: only which mix
     by_name = {v.name: v for v in ablation.VARIANTS}
     ablation.train_variant(by_name["bt_shipped_budget"])
     (cmd,) = commands
     sets = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"]
     config = load_train_config(cmd[cmd.index("train") + 1], sets)
     assert (config.max_steps, config.batch_size, config.grad_accum) == (720, 8, 1)
+    # the shipped default's own pairs (its hh-harmless mix), not labeled_train
+    assert mixes == ["hh_from_stage1"] and [str(d) for d in config.data] == [str(hh_adaptation_trial.mix_path("hh_from_stage1"))]
     assert "shipped_default" not in ablation.RUN_ORDER and "bt_shipped_budget" not in ablation.RUN_ORDER
 
 
