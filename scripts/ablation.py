@@ -154,13 +154,8 @@ def trained(v: Variant) -> Path | None:
 
 
 def carried(v: Variant) -> CarriedRun:
-    return CarriedRun(RUNS / v.name, CARRIED / v.name)
-
-
-def snapshot(v: Variant) -> None:
-    """Commit-ready copy of the variant's newest checkpoint and its training time so far."""
-    if carried(v).snapshot() is not None and (RUNS / v.name / "wall_seconds.txt").is_file():
-        shutil.copyfile(RUNS / v.name / "wall_seconds.txt", CARRIED / v.name / "wall_seconds.txt")
+    """The variant's run and its committed copy, which carries the training seconds spent so far."""
+    return CarriedRun(RUNS / v.name, CARRIED / v.name, files=("wall_seconds.txt",))
 
 
 def train_variant(v: Variant, local: bool = False) -> None:
@@ -169,9 +164,6 @@ def train_variant(v: Variant, local: bool = False) -> None:
     # This machine's newest checkpoint, else the committed one (a fresh clone); none: from the start.
     resume = carried(v).start()
     spent = RUNS / v.name / "wall_seconds.txt"
-    if resume is not None and resume == carried(v).kept() and (resume / "wall_seconds.txt").is_file():
-        spent.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(resume / "wall_seconds.txt", spent)
     data = SPLITS / "labeled_train.jsonl.gz"
     if v.mix is not None:
         from scripts.hh_adaptation_trial import make_data, mix_path  # imports this module: not at the top
@@ -396,7 +388,7 @@ def main() -> None:
     by_name = {v.name: v for v in VARIANTS}
     if args.snapshot:
         for name in args.variants:
-            snapshot(by_name[name])
+            carried(by_name[name]).snapshot()
         return
     make_splits()
     for name in args.variants:  # train then evaluate each variant, so partial runs give whole rows

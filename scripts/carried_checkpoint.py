@@ -26,6 +26,9 @@ def step_of(directory: Path | None) -> int:
 class CarriedRun:
     run: Path  # the run's output_dir (runs/<name>, not committed)
     committed: Path  # checkpoints/<name> (committed)
+    # Files of the run's own (beside its checkpoints, e.g. the training seconds so far) that travel with
+    # the committed copy: snapshotted with it, and put back in the run when it continues from that copy.
+    files: tuple[str, ...] = ()
 
     def newest(self) -> Path | None:
         """The newest complete checkpoint this machine's run wrote."""
@@ -46,9 +49,15 @@ class CarriedRun:
 
     def start(self) -> Path | None:
         """The checkpoint to continue from (`resume_point`). When that is the committed copy (a fresh
-        machine), the held-out curve it carries is first copied into the run, up to its step, so
-        that the run appends to it and the next snapshot keeps the earlier points."""
+        machine), its `files` are first put back in the run, and the held-out curve it carries is
+        copied into the run up to its step, so that the run appends to it and the next snapshot keeps
+        the earlier points."""
         resume = self.resume_point()
+        if resume is not None and resume == self.kept():
+            for name in self.files:
+                if (resume / name).is_file():
+                    self.run.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(resume / name, self.run / name)
         carried_curve, curve = self.committed / "curve.jsonl", self.run / "curve.jsonl"
         if resume is not None and resume == self.kept() and carried_curve.is_file() and not curve.is_file():
             step = step_of(resume)
@@ -59,7 +68,7 @@ class CarriedRun:
         return resume
 
     def snapshot(self) -> Path | None:
-        """Copy the newest local checkpoint (and the run's curve.jsonl, if any) over the committed one,
+        """Copy the newest local checkpoint (and the run's curve.jsonl and `files`, if any) over the committed one,
         atomically (a copy under a temporary name, then a rename); nothing when that is not newer."""
         source, kept = self.newest(), self.kept()
         if source is None and kept is None:
@@ -70,8 +79,9 @@ class CarriedRun:
         self.committed.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.committed.name}-", dir=self.committed.parent))
         shutil.copytree(source, tmp, dirs_exist_ok=True)
-        if (self.run / "curve.jsonl").is_file():
-            shutil.copy(self.run / "curve.jsonl", tmp / "curve.jsonl")
+        for name in ("curve.jsonl", *self.files):
+            if (self.run / name).is_file():
+                shutil.copy(self.run / name, tmp / name)
         if self.committed.exists():
             shutil.rmtree(self.committed)
         tmp.rename(self.committed)

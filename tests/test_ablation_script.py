@@ -140,7 +140,7 @@ def test_long_variant_continues_from_the_committed_checkpoint_and_its_time(varia
 
     # This machine's newer checkpoint, and its time, go back into the committed copy.
     write_checkpoint(tmp_path / "runs" / "ablation" / "bt_long" / "ray" / "run" / "checkpoint_000004", 120)
-    ablation.snapshot(v)
+    ablation.carried(v).snapshot()
     assert json.loads((kept / "position.json").read_text())["step"] == 120
     assert (kept / "wall_seconds.txt").read_text() == "3060\n"
 
