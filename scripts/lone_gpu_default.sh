@@ -14,6 +14,12 @@
 #                                                   # on the one GPU, each stopped after 490 s if not done
 #   bash scripts/lone_gpu_default.sh evaluate       # install, then calibrate and evaluate gram_ray/models/default
 #                                                   # (results.tar.gz: its calibration.json and the evaluations)
+#   bash scripts/lone_gpu_default.sh ablation       # install, then the ablation's two rows at the shipped budget:
+#                                                   # BT trained fresh, it and the shipped default judged on the
+#                                                   # ablation's rows (ablation.tar.gz: the adapter, docs/ablation,
+#                                                   # the tables in MODEL_CARD.md and README.md)
+#   bash scripts/lone_gpu_default.sh rmbench        # install, then the shipped default on the whole RM-Bench dev
+#                                                   # slices (rmbench.tar.gz; the card's rows judge 20 prompts)
 #
 # `run` leaves what to bring back in $OUT (default /tmp/out): checkpoint.tar.gz (checkpoints/default,
 # ~14 MB: commit it) and results.tar.gz (the decision, docs/default_eval/reproduction/; if the run
@@ -168,10 +174,45 @@ trial() {
   return $rc
 }
 
+# The ablation's rows at the shipped default's budget (scripts/ablation.py --local): Bradley-Terry on the
+# default's own 5,760 pairs, trained from the start as the shipped default was (one GPU, bf16 autocast),
+# not from a CPU session's committed checkpoint; then it and the shipped default judged on the ablation's
+# rows in fp32, and the table rewritten. Its training time in the table is then GPU seconds.
+ablation() {
+  local out=${OUT:-/tmp/out} rc=0
+  mkdir -p "$out"
+  install
+  rm -rf checkpoints/ablation_runs/bt_shipped_budget runs/ablation/bt_shipped_budget
+  $PY scripts/ablation.py --local --variants bt_shipped_budget shipped_default 2>&1 | tee "$out/ablation.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || { rc=1; echo "[lone-gpu] ablation failed"; }
+  tar czf "$out/ablation.tar.gz" --ignore-failed-read checkpoints/ablation/bt_shipped_budget docs/ablation \
+    MODEL_CARD.md README.md 2>/dev/null
+  ls -la "$out"
+  return $rc
+}
+
+# The shipped default on the whole RM-Bench dev slices (228 code and 284 safety-refuse prompts, 9
+# comparisons each), at the budgets it serves with, fp32 in this process: what the card's 20-prompt
+# rows cannot settle (RM-Bench code 0.544 against length's 0.556 is within their noise).
+rmbench() {
+  local out=${OUT:-/tmp/out} rc=0 name
+  mkdir -p "$out"
+  install
+  for name in rmbench_code rmbench_safety_refuse; do
+    $PY -m gram_ray.cli eval "../shared/data/dev_${name}.jsonl.gz" --model gram_ray/models/default \
+      --out "runs/default/eval_whole/$name" --num-actors 0 --dtype float32 || { rc=1; echo "[lone-gpu] $name failed"; }
+  done
+  tar czf "$out/rmbench.tar.gz" --ignore-failed-read runs/default/eval_whole 2>/dev/null
+  ls -la "$out"
+  return $rc
+}
+
 case "${1:-}" in
   payload) payload ;;
   evaluate) evaluate ;;
   run) run ;;
   trial) trial ;;
-  *) echo "usage: bash scripts/lone_gpu_default.sh payload|run|trial|evaluate" >&2; exit 2 ;;
+  ablation) ablation ;;
+  rmbench) rmbench ;;
+  *) echo "usage: bash scripts/lone_gpu_default.sh payload|run|trial|evaluate|ablation|rmbench" >&2; exit 2 ;;
 esac
