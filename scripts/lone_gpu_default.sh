@@ -29,8 +29,8 @@
 # and scores in-process in fp32, as the CPU service does (scripts/train_default.py --local).
 #
 # Through this workplace's device tool (64 MiB of working tree a call, the machine kept 30 s between
-# calls): the tracked tree is ~62 MiB, 40 of them checkpoints/, which no mode reads there (`trial`
-# starts fresh; `evaluate` reads gram_ray/models/default). Move checkpoints/ out of the checkout for
+# calls): the tracked tree is ~63 MiB, 50 of them checkpoints/, which no mode reads there (`trial`
+# and `ablation` start fresh; `evaluate` and `rmbench` read gram_ray/models/default). Move checkpoints/ out of the checkout for
 # the calls (and back after), `split -b 40m .dev/payload.tar .dev/part_`, carry one part a call and
 # copy it to /tmp/parts there in back-to-back calls, and in the last one `cat /tmp/parts/part_* >
 # .dev/payload.tar` before the mode. 2026-11-27, H200: three calls, then both trials in 372 s.
