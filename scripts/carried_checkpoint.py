@@ -53,13 +53,14 @@ class CarriedRun:
         copied into the run up to its step, so that the run appends to it and the next snapshot keeps
         the earlier points."""
         resume = self.resume_point()
-        if resume is not None and resume == self.kept():
-            for name in self.files:
-                if (resume / name).is_file():
-                    self.run.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(resume / name, self.run / name)
+        if resume is None or resume != self.kept():
+            return resume
+        for name in self.files:
+            if (resume / name).is_file():
+                self.run.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(resume / name, self.run / name)
         carried_curve, curve = self.committed / "curve.jsonl", self.run / "curve.jsonl"
-        if resume is not None and resume == self.kept() and carried_curve.is_file() and not curve.is_file():
+        if carried_curve.is_file() and not curve.is_file():
             step = step_of(resume)
             points = [line for line in carried_curve.read_text().splitlines()
                       if line.strip() and json.loads(line)["step"] <= step]
