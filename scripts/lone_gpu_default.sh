@@ -15,7 +15,7 @@
 #   bash scripts/lone_gpu_default.sh evaluate       # install, then calibrate and evaluate gram_ray/models/default
 #                                                   # (results.tar.gz: its calibration.json and the evaluations)
 #   bash scripts/lone_gpu_default.sh ablation       # install, then the ablation's two rows at the shipped budget:
-#                                                   # BT trained fresh, it and the shipped default judged on the
+#                                                   # BT (committed, else trained) and the shipped default judged on the
 #                                                   # ablation's rows (ablation.tar.gz: the adapter, docs/ablation,
 #                                                   # the tables in MODEL_CARD.md and README.md)
 #   bash scripts/lone_gpu_default.sh rmbench        # install, then the shipped default on the whole RM-Bench dev
@@ -29,9 +29,9 @@
 # and scores in-process in fp32, as the CPU service does (scripts/train_default.py --local).
 #
 # Through this workplace's device tool (64 MiB of working tree a call, the machine kept 30 s between
-# calls): the tracked tree is ~63 MiB, 50 of them checkpoints/, which no mode reads there (`trial`
-# and `ablation` start fresh; `evaluate` and `rmbench` read gram_ray/models/default). Move checkpoints/ out of the checkout for
-# the calls (and back after), `split -b 40m .dev/payload.tar .dev/part_`, carry one part a call and
+# calls): the tracked tree is ~63 MiB, 50 of them checkpoints/, which only `ablation` reads there (its
+# 5 MB checkpoints/ablation/bt_shipped_budget; `trial` starts fresh, `evaluate` and `rmbench` read
+# gram_ray/models/default). Move the rest of checkpoints/ out of the checkout for the calls (and back after), `split -b 40m .dev/payload.tar .dev/part_`, carry one part a call and
 # copy it to /tmp/parts there in back-to-back calls, and in the last one `cat /tmp/parts/part_* >
 # .dev/payload.tar` before the mode. 2026-11-27, H200: three calls, then both trials in 372 s.
 set -uo pipefail
@@ -175,14 +175,13 @@ trial() {
 }
 
 # The ablation's rows at the shipped default's budget (scripts/ablation.py --local): Bradley-Terry on the
-# default's own 5,760 pairs, trained from the start as the shipped default was (one GPU, bf16 autocast),
-# not from a CPU session's committed checkpoint; then it and the shipped default judged on the ablation's
-# rows in fp32, and the table rewritten. Its training time in the table is then GPU seconds.
+# default's own 5,760 pairs and the shipped default, judged on the ablation's rows in fp32, and the table
+# rewritten. BT is the committed adapter (checkpoints/ablation/bt_shipped_budget, trained on the 2-core
+# CPU) when that folder is carried, else trained on the GPU (bf16 autocast) by ablation.py's own rule.
 ablation() {
   local out=${OUT:-/tmp/out} rc=0
   mkdir -p "$out"
   install
-  rm -rf checkpoints/ablation_runs/bt_shipped_budget runs/ablation/bt_shipped_budget
   $PY scripts/ablation.py --local --variants bt_shipped_budget shipped_default 2>&1 | tee "$out/ablation.log"
   [ "${PIPESTATUS[0]}" = 0 ] || { rc=1; echo "[lone-gpu] ablation failed"; }
   tar czf "$out/ablation.tar.gz" --ignore-failed-read checkpoints/ablation/bt_shipped_budget docs/ablation \
