@@ -18,8 +18,8 @@
 #                                                   # BT (committed, else trained) and the shipped default judged on the
 #                                                   # ablation's rows (ablation.tar.gz: the adapter, docs/ablation,
 #                                                   # the tables in MODEL_CARD.md and README.md)
-#   bash scripts/lone_gpu_default.sh rmbench        # install, then the shipped default on the whole RM-Bench dev
-#                                                   # slices (rmbench.tar.gz; the card's rows judge 20 prompts)
+#   bash scripts/lone_gpu_default.sh prepare        # install only: then two modes can run side by side on the one
+#                                                   # GPU (OUT=/tmp/eval setsid bash ... evaluate & ... ablation)
 #
 # `run` leaves what to bring back in $OUT (default /tmp/out): checkpoint.tar.gz (checkpoints/default,
 # ~14 MB: commit it) and results.tar.gz (the decision, docs/default_eval/reproduction/; if the run
@@ -30,10 +30,11 @@
 #
 # Through this workplace's device tool (64 MiB of working tree a call, the machine kept 30 s between
 # calls): the tracked tree is ~63 MiB, 50 of them checkpoints/, which only `ablation` reads there (its
-# 5 MB checkpoints/ablation/bt_shipped_budget; `trial` starts fresh, `evaluate` and `rmbench` read
+# 5 MB checkpoints/ablation/bt_shipped_budget; `trial` starts fresh, `evaluate` reads
 # gram_ray/models/default). Move the rest of checkpoints/ out of the checkout for the calls (and back after), `split -b 40m .dev/payload.tar .dev/part_`, carry one part a call and
 # copy it to /tmp/parts there in back-to-back calls, and in the last one `cat /tmp/parts/part_* >
-# .dev/payload.tar` before the mode. 2026-11-27, H200: three calls, then both trials in 372 s.
+# .dev/payload.tar` before the mode. 2026-11-27, H200: three calls, then both trials in 372 s. 2026-11-28,
+# H200: three calls, the third 159 s (join, `prepare`, `ablation` beside the whole RM-Bench slices' evaluation).
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -60,15 +61,24 @@ payload() {
   ls -la .dev/payload.tar
 }
 
+# Once per machine: a later call on the same warm machine (or a second mode started beside the first,
+# after `prepare`) finds /tmp/payload/.installed and neither unpacks nor installs again; `cp -u` leaves
+# the data files that a running mode may be reading alone.
 install() {
-  mkdir -p /tmp/payload
-  tar xf .dev/payload.tar -C /tmp/payload || exit 3
-  if [ -z "${SKIP_INSTALL:-}" ]; then  # SKIP_INSTALL=1: this Python already has the packages (a rehearsal on a CPU)
-    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site /tmp/payload/whl/*.whl || exit 4
+  if [ ! -f /tmp/payload/.installed ]; then
+    mkdir -p /tmp/payload
+    tar xf .dev/payload.tar -C /tmp/payload || exit 3
+    if [ -z "${SKIP_INSTALL:-}" ]; then  # SKIP_INSTALL=1: this Python already has the packages (a rehearsal on a CPU)
+      $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site /tmp/payload/whl/*.whl || exit 4
+    fi
+    touch /tmp/payload/.installed
+  fi
+  if [ -z "${SKIP_INSTALL:-}" ]; then
     export PYTHONPATH=/tmp/site:$ROOT GRAM_RAY_CACHE=${GRAM_RAY_CACHE:-/tmp/cache}
   fi
   export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-  mkdir -p runs/data ../shared/data && cp /tmp/payload/data/* runs/data/ && find /tmp/payload/shared_data -type f -exec cp {} ../shared/data/ \;
+  mkdir -p runs/data ../shared/data && cp -u /tmp/payload/data/* runs/data/ \
+    && find /tmp/payload/shared_data -type f -exec cp -u {} ../shared/data/ \;
   $PY -m gram_ray.cli model prepare smollm2-135m > /dev/null || exit 5
 }
 
@@ -190,28 +200,12 @@ ablation() {
   return $rc
 }
 
-# The shipped default on the whole RM-Bench dev slices (228 code and 284 safety-refuse prompts, 9
-# comparisons each), at the budgets it serves with, fp32 in this process: what the card's 20-prompt
-# rows cannot settle (RM-Bench code 0.544 against length's 0.556 is within their noise).
-rmbench() {
-  local out=${OUT:-/tmp/out} rc=0 name
-  mkdir -p "$out"
-  install
-  for name in rmbench_code rmbench_safety_refuse; do
-    $PY -m gram_ray.cli eval "../shared/data/dev_${name}.jsonl.gz" --model gram_ray/models/default \
-      --out "runs/default/eval_whole/$name" --num-actors 0 --dtype float32 || { rc=1; echo "[lone-gpu] $name failed"; }
-  done
-  tar czf "$out/rmbench.tar.gz" --ignore-failed-read runs/default/eval_whole 2>/dev/null
-  ls -la "$out"
-  return $rc
-}
-
 case "${1:-}" in
   payload) payload ;;
+  prepare) install ;;
   evaluate) evaluate ;;
   run) run ;;
   trial) trial ;;
   ablation) ablation ;;
-  rmbench) rmbench ;;
-  *) echo "usage: bash scripts/lone_gpu_default.sh payload|run|trial|evaluate|ablation|rmbench" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/lone_gpu_default.sh payload|prepare|run|trial|evaluate|ablation" >&2; exit 2 ;;
 esac

@@ -248,12 +248,15 @@ def report(path: Path | None = None) -> None:
 HELDOUT = SPLITS / "labeled_heldout.jsonl.gz"
 REPORT_ROWS, CALIBRATION_ROWS = (0, 500), (500, 300)
 EVALS = RUN / "eval"
-# Out of distribution: each set beside the length baseline on the same rows (RM-Bench: 9 comparisons per prompt).
-# JudgeBench whole: its rows are grouped by source, so a prefix would hold mmlu-pro only.
+# Out of distribution, each set whole, beside the length baseline on the same rows: a prefix of 20
+# RM-Bench prompts (9 comparisons each) gave intervals of ±0.1, and JudgeBench's rows are grouped by
+# source, so a prefix would hold mmlu-pro only. The whole RM-Bench slices (4,608 comparisons) take
+# 82 s of scoring on one H200 (2026-11-28, beside another run; `bash scripts/lone_gpu_default.sh evaluate`);
+# on the 2-core CPU, hours (JudgeBench's 270 pairs took 40 min there).
 OOD = [
     ("hh_heldout", SPLITS / "hh_heldout.jsonl.gz", None),
-    ("rmbench_code", DATA / "dev_rmbench_code.jsonl.gz", 20),
-    ("rmbench_safety_refuse", DATA / "dev_rmbench_safety_refuse.jsonl.gz", 20),
+    ("rmbench_code", DATA / "dev_rmbench_code.jsonl.gz", None),
+    ("rmbench_safety_refuse", DATA / "dev_rmbench_safety_refuse.jsonl.gz", None),
     ("judgebench", DATA / "dev_judgebench_claude.jsonl.gz", None),
 ]
 EVAL_START, EVAL_END = "<!-- default-eval:start -->", "<!-- default-eval:end -->"
@@ -302,8 +305,9 @@ def evaluate() -> None:
     for name, data, limit in OOD:
         out = EVALS / name
         done = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else {}
-        if done.get("model") == str(SHIPPED) and done.get("limit") == limit:
-            continue  # resumable: a finished set is not judged again
+        # Resumable: a finished set is not judged again (its model recorded as given, relative or not).
+        if "model" in done and (ROOT / done["model"]).resolve() == SHIPPED.resolve() and done.get("limit") == limit:
+            continue
         run_cli(["eval", str(data), "--model", str(SHIPPED), "--out", str(out), *(["--limit", str(limit)] if limit else [])])
     eval_table()
 

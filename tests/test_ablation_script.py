@@ -7,8 +7,8 @@ import pytest
 from scripts import ablation
 
 
-def write(root, variant, benchmark, labels, p_a_better):
-    out = root / "eval" / variant / benchmark
+def write(root, variant, benchmark, labels, p_a_better, kind="eval"):
+    out = root / kind / variant / benchmark
     out.mkdir(parents=True)
     rows = [{"id": f"r{i}", "label": lab, "p_a_better": p} for i, (lab, p) in enumerate(zip(labels, p_a_better, strict=True))]
     (out / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -150,3 +150,31 @@ def test_variant_from_scratch_resumes_only_its_own_run(variant_dirs):
     ablation.train_variant(v)
     (cmd,) = variant_dirs
     assert not any(x.startswith("resume_from=/") for x in cmd) and "resume_from=latest" in cmd
+
+
+def test_whole_sets_have_their_own_rows_limits_and_table(tmp_path, monkeypatch):
+    # --whole: each set whole (in domain the report rows 0-499) into eval_whole/, never mixed with the
+    # ablation's rows; its paired differences cover every set judged, RM-Bench and JudgeBench too.
+    import gram_ray.eval.run
+
+    monkeypatch.setattr(ablation, "RUNS", tmp_path / "runs")
+    monkeypatch.setattr(ablation, "ARCHIVE", tmp_path / "archive")
+    monkeypatch.setattr(ablation, "TRAINED", tmp_path / "trained")
+    monkeypatch.setattr(ablation, "cuda", lambda: False)
+    configs = []
+    monkeypatch.setattr(gram_ray.eval.run, "evaluate", configs.append)
+    variant = ablation.Variant("v", "test", str(tmp_path / "none"))
+    ablation.evaluate_variant(variant, local=True, whole=True)
+    assert {c.data.name: c.limit for c in configs} == {
+        "labeled_heldout.jsonl.gz": 500, "hh_heldout.jsonl.gz": None, "dev_rmbench_code.jsonl.gz": None,
+        "dev_rmbench_safety_refuse.jsonl.gz": None, "dev_judgebench_claude.jsonl.gz": None}
+    assert all(c.out.parent.parent.name == "eval_whole" for c in configs)
+
+    labels, archive = ["A", "B", "A", "B"], tmp_path / "archive"
+    write(archive, "shipped_default", "labeled_heldout", labels, [0.9, 0.2, 0.7, 0.8])  # the ablation's rows only
+    for v, p in (("shipped_default", [0.9, 0.2, 0.7, 0.8]), ("bt_shipped_budget", [0.9, 0.2, 0.7, 0.1])):
+        write(archive, v, "judgebench", labels, p, kind="eval_whole")
+    text = ablation.paired_differences(whole=True)
+    assert "| judgebench | shipped_default − bt_shipped_budget | -0.250 |" in text and "| 4 |" in text
+    assert "labeled_heldout" not in text  # judged on the ablation's rows only, not whole
+    assert "judgebench" not in ablation.paired_differences()  # the ablation's rows: plain-pair sets only
