@@ -356,7 +356,8 @@ def paired_differences(whole: bool = False) -> str:
                 lines.append(f"| {b} | {a} − {c} | {diff:+.3f} | {low:+.3f} to {high:+.3f} | {len(ra)} |")
     if not lines:
         return ""
-    return "\n".join(["", "Paired accuracy differences on the same rows (95% paired bootstrap, 2,000 resamples)", "",
+    what = " (pair accuracy: RM-Bench's overall score, JudgeBench's order-averaged verdict)" if whole else ""
+    return "\n".join(["", f"Paired accuracy differences on the same rows{what} (95% paired bootstrap, 2,000 resamples)", "",
                       "| set | judges | accuracy difference | 95% interval | pairs |", "|---|---|---:|---|---:|", *lines]) + "\n"
 
 
