@@ -18,6 +18,8 @@
 #                                                   # BT (committed, else trained) and the shipped default judged on the
 #                                                   # ablation's rows (ablation.tar.gz: the adapter, docs/ablation,
 #                                                   # the tables in MODEL_CARD.md and README.md)
+#   WHOLE=1 VARIANTS="gram finetune_only" bash scripts/lone_gpu_default.sh ablation   # those variants judged on
+#                                                   # every set whole instead (ablation.py --whole; its own table)
 #   bash scripts/lone_gpu_default.sh prepare        # install only: then two modes can run side by side on the one
 #                                                   # GPU (OUT=/tmp/eval setsid bash ... evaluate & ... ablation)
 #
@@ -29,8 +31,8 @@
 # and scores in-process in fp32, as the CPU service does (scripts/train_default.py --local).
 #
 # Through this workplace's device tool (64 MiB of working tree a call, the machine kept 30 s between
-# calls): the tracked tree is ~63 MiB, 50 of them checkpoints/, which only `ablation` reads there (its
-# 5 MB checkpoints/ablation/bt_shipped_budget; `trial` starts fresh, `evaluate` reads
+# calls): the tracked tree is ~59 MiB, 40 of them checkpoints/, which only `ablation` reads there (each
+# variant's 5 MB adapter in checkpoints/ablation/; `trial` starts fresh, `evaluate` reads
 # gram_ray/models/default). Move the rest of checkpoints/ out of the checkout for the calls (and back after), `split -b 40m .dev/payload.tar .dev/part_`, carry one part a call and
 # copy it to /tmp/parts there in back-to-back calls, and in the last one `cat /tmp/parts/part_* >
 # .dev/payload.tar` before the mode. 2026-11-27, H200: three calls, then both trials in 372 s. 2026-11-28,
@@ -188,14 +190,16 @@ trial() {
 # default's own 5,760 pairs and the shipped default, judged on the ablation's rows in fp32, and the table
 # rewritten. BT is the committed adapter (checkpoints/ablation/bt_shipped_budget, trained on the 2-core
 # CPU) when that folder is carried, else trained on the GPU (bf16 autocast) by ablation.py's own rule.
+# VARIANTS names others (their adapters carried, else trained); WHOLE=1 judges them on every set whole.
 ablation() {
-  local out=${OUT:-/tmp/out} rc=0
+  local out=${OUT:-/tmp/out} rc=0 variants=${VARIANTS:-bt_shipped_budget shipped_default} v adapters=()
   mkdir -p "$out"
   install
-  $PY scripts/ablation.py --local --variants bt_shipped_budget shipped_default 2>&1 | tee "$out/ablation.log"
+  # shellcheck disable=SC2086
+  $PY scripts/ablation.py --local ${WHOLE:+--whole} --variants $variants 2>&1 | tee "$out/ablation.log"
   [ "${PIPESTATUS[0]}" = 0 ] || { rc=1; echo "[lone-gpu] ablation failed"; }
-  tar czf "$out/ablation.tar.gz" --ignore-failed-read checkpoints/ablation/bt_shipped_budget docs/ablation \
-    MODEL_CARD.md README.md 2>/dev/null
+  for v in $variants; do [ -d "checkpoints/ablation/$v" ] && adapters+=("checkpoints/ablation/$v"); done
+  tar czf "$out/ablation.tar.gz" --ignore-failed-read "${adapters[@]}" docs/ablation MODEL_CARD.md README.md 2>/dev/null
   ls -la "$out"
   return $rc
 }
