@@ -7,7 +7,8 @@
     python scripts/ablation.py --local --variants shipped_default bt_shipped_budget   # BT at the shipped budget (GPU)
     python scripts/ablation.py --variants bt_shipped_budget --snapshot   # commit its newest checkpoint (CPU: ~4 h)
     python scripts/ablation.py --local --whole --variants shipped_default bt_shipped_budget   # the same two judged on
-                                               # every benchmark whole (minutes on one GPU, a day on the 2-core CPU)
+                                               # every benchmark whole (minutes on one GPU; on the 2-core CPU
+                                               # JudgeBench's 270 pairs alone take ~20 min a variant)
 
 Every step writes its result atomically and is skipped when that result exists, so an interrupted
 run resumes where it stopped. The variants share one backbone (SmolLM2-135M) and one budget
