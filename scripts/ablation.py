@@ -25,6 +25,7 @@ table.md; the table is also written into MODEL_CARD.md and README.md between the
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import subprocess
@@ -225,7 +226,7 @@ def archive() -> None:
         if wall.is_file():
             (ARCHIVE / v.name).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(wall, ARCHIVE / v.name / "wall_seconds.txt")
-        for b, kind in ((b, kind) for b in BENCHMARKS for kind in (eval_dir(False), eval_dir(True))):
+        for b, kind in itertools.product(BENCHMARKS, (eval_dir(False), eval_dir(True))):
             src, dst = RUNS / kind / v.name / b.name, ARCHIVE / kind / v.name / b.name
             if (src / "metrics.json").is_file():
                 dst.mkdir(parents=True, exist_ok=True)
